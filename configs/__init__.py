@@ -1,0 +1,1 @@
+"""Shipped gin and python configs."""

@@ -1,0 +1,1 @@
+"""grain input pipelines: sources, tokenizers, packing, domain mixtures, demo corpus."""

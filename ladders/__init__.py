@@ -1,0 +1,1 @@
+"""One training run and the ladder runner with its results store."""

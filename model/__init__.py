@@ -1,0 +1,1 @@
+"""Flax NNX decoder, parameter and FLOP counting, sharding rules, growth operators."""

@@ -1,0 +1,106 @@
+"""Command-line reports of fitted laws: parameters with intervals, fit error, warnings, derived answers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ladderlab.scaling.chinchilla import compute_optimal
+from ladderlab.scaling.law import FittedLaw, percentile_interval
+
+LEVEL = 0.9
+
+
+def fmt(v: float) -> str:
+    """Four significant digits, scientific only where needed."""
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"{v:.4g}"
+
+
+def params_table(fitted: FittedLaw, title: str) -> Table:
+    """Each parameter with its bootstrap interval (when replicates exist)."""
+    intervals = fitted.param_intervals(LEVEL)
+    table = Table(title=title, title_justify="left")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column(f"{int(LEVEL * 100)}% interval", justify="right")
+    for name, value in fitted.params.items():
+        lo, hi = intervals.get(name, (None, None))
+        interval = "fixed" if name in fitted.fixed else "-" if lo is None else f"[{fmt(lo)}, {fmt(hi)}]"
+        table.add_row(name, fmt(value), interval)
+    return table
+
+
+def quality_line(fitted: FittedLaw) -> str:
+    """Fit error: RMSE of log loss and mean absolute % error, over the fitted points."""
+    boot = "" if fitted.boot_BxP is None else f", {len(fitted.boot_BxP)} bootstrap refits (seed {fitted.seed})"
+    return (
+        f"fit on {fitted.n_points} points: RMSE(log loss) {fitted.rmse_log:.4g}, "
+        f"mean abs error {fitted.mape:.3g}%, objective {fitted.objective:.6g}{boot}"
+    )
+
+
+def compute_optimal_rows(fitted: FittedLaw, budgets: Sequence[float]) -> list[dict[str, Any]]:
+    """Compute-optimal N, D, tokens per parameter and loss at each FLOP budget, with bootstrap intervals."""
+    c = np.asarray(budgets, float)
+    n, d = compute_optimal(fitted.params, c)
+    rows = [
+        {"flops": float(ci), "N": float(ni), "D": float(di), "tokens_per_param": float(di / ni), "loss": float(li)}
+        for ci, ni, di, li in zip(c, n, d, fitted.predict(N=n, D=d))
+    ]
+    if fitted.boot_BxP is not None:
+        samples = [compute_optimal(fitted.law.to_public(t), c) for t in fitted.boot_BxP]
+        n_b = np.array([s[0] for s in samples])
+        d_b = np.array([s[1] for s in samples])
+        for key, arr in (("N", n_b), ("D", d_b), ("tokens_per_param", d_b / n_b)):
+            lo, hi = percentile_interval(arr, LEVEL)
+            for row, a, b in zip(rows, lo, hi):
+                row[f"{key}_lo"], row[f"{key}_hi"] = float(a), float(b)
+    return rows
+
+
+def predictions_rows(fitted: FittedLaw, points: Sequence[dict[str, float]]) -> list[dict[str, Any]]:
+    """Predicted value at each input point, with its bootstrap interval when replicates exist."""
+    rows = []
+    for x in points:
+        row = {**x, "prediction": float(fitted.predict(**x)[0])}
+        if fitted.boot_BxP is not None:
+            lo, hi = fitted.interval(LEVEL, **x)
+            row["prediction_lo"], row["prediction_hi"] = float(lo[0]), float(hi[0])
+        rows.append(row)
+    return rows
+
+
+def rows_table(rows: list[dict[str, Any]], title: str, columns: Sequence[str]) -> Table:
+    """A table of dict rows; a column `k` shows `[k_lo, k_hi]` beside it when present."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in rows:
+        cells = []
+        for col in columns:
+            cell = fmt(row.get(col))
+            if f"{col}_lo" in row:
+                cell += f" [{fmt(row[f'{col}_lo'])}, {fmt(row[f'{col}_hi'])}]"
+            cells.append(cell)
+        table.add_row(*cells)
+    return table
+
+
+def make_console() -> Console:
+    """A console that keeps tables on one line when output goes to a file or pipe."""
+    return Console(width=None if sys.stdout.isatty() else 132)
+
+
+def print_fit(fitted: FittedLaw, title: str, console: Console | None = None) -> None:
+    """Parameters, fit quality and warnings of one fitted law."""
+    console = console or make_console()
+    console.print(params_table(fitted, title))
+    console.print(quality_line(fitted))
+    for w in fitted.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")

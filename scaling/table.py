@@ -1,0 +1,55 @@
+"""Read numeric columns from a results CSV, naming the file, row and column of any bad cell."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ladderlab.errors import LadderlabError
+
+
+def read_columns(path: str | Path, columns: Sequence[str], text: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Numeric `columns` (float arrays) and string `text` columns of a CSV; row numbers in errors are file lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise LadderlabError(f"{path}: file not found")
+    try:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise LadderlabError(f"{path}: empty file (no header row)")
+            header = [h.strip() for h in header]
+            missing = [c for c in [*columns, *text] if c not in header]
+            if missing:
+                raise LadderlabError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(header)})")
+            where = {c: header.index(c) for c in [*columns, *text]}
+            out: dict[str, list] = {c: [] for c in where}
+            for line, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise LadderlabError(f"{path}: row {line} has {len(row)} cells, header has {len(header)}")
+                for c in columns:
+                    out[c].append(_number(path, line, c, row[where[c]]))
+                for c in text:
+                    out[c].append(row[where[c]].strip())
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise LadderlabError(f"{path}: not a readable CSV ({e})") from e
+    if not out[columns[0] if columns else text[0]]:
+        raise LadderlabError(f"{path}: no data rows")
+    return {c: np.array(v, float) if c in columns else np.array(v, object) for c, v in out.items()}
+
+
+def _number(path: Path, line: int, column: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise LadderlabError(f"{path}: row {line}, column {column}: {cell.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise LadderlabError(f"{path}: row {line}, column {column}: {cell.strip()!r} is not finite")
+    return value

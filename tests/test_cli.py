@@ -1,0 +1,160 @@
+"""The `ladderlab` command: usage errors, fits from CSV, JSON out, predictions, the demo."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ladderlab.cli import main
+
+TRUE = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
+
+
+def chinchilla_csv(path, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = ["run,params,tokens,flops,loss"]
+    for i, n in enumerate(np.geomspace(1e7, 3e9, 6)):
+        for mult in (2, 5, 10, 20, 50, 100):
+            d = mult * n
+            loss = (TRUE["E"] + TRUE["A"] / n ** TRUE["alpha"] + TRUE["B"] / d ** TRUE["beta"]) * np.exp(noise * rng.normal())
+            lines.append(f"r{i}-{mult},{n:.6g},{d:.6g},{6 * n * d:.6g},{loss:.9g}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_for_every_command(capsys):
+    for argv in (["--help"], ["fit", "--help"], ["fit", "chinchilla", "--help"], ["fit", "data-constrained", "--help"],
+                 ["fit", "step", "--help"], ["predict", "loss", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        assert "usage: ladderlab" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["fit"], ["fit", "chinchilla", "--csv", "x.csv"], ["nope"], ["fit", "size", "--bogus"]])
+def test_bad_usage_is_one_line_and_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+
+
+def test_fit_chinchilla_recovers_parameters_and_writes_json(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv")
+    out = tmp_path / "fit.json"
+    code, stdout, _ = run(capsys, "fit", "chinchilla", "--csv", str(csv), "--n", "params", "--d", "tokens",
+                          "--loss", "loss", "--bootstrap", "0", "--json", str(out), "--plot", str(tmp_path / "f.png"))
+    assert code == 0 and "compute-optimal" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["law"] == "chinchilla" and doc["n_points"] == 36
+    for k, v in TRUE.items():
+        assert doc["params"][k] == pytest.approx(v, rel=1e-3)
+    row = doc["compute_optimal"][0]
+    assert 6 * row["N"] * row["D"] == pytest.approx(row["flops"], rel=1e-9)
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_flops_column_gives_the_same_fit_as_tokens(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv", noise=0.01)
+    docs = []
+    for flag, col in (("--d", "tokens"), ("--flops", "flops")):
+        out = tmp_path / f"{col}.json"
+        run(capsys, "fit", "chinchilla", "--csv", str(csv), "--n", "params", flag, col, "--loss", "loss",
+            "--bootstrap", "0", "--json", str(out))
+        docs.append(json.loads(out.read_text())["params"])
+    for k in TRUE:
+        assert docs[0][k] == pytest.approx(docs[1][k], rel=1e-4)
+
+
+def test_drop_highest_and_bootstrap_intervals(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv", noise=0.01)
+    out = tmp_path / "fit.json"
+    run(capsys, "fit", "chinchilla", "--csv", str(csv), "--n", "params", "--d", "tokens", "--loss", "loss",
+        "--drop-highest", "5", "--bootstrap", "16", "--workers", "1", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["n_points"] == 31
+    assert len(doc["bootstrap"]["samples"]) == 16
+    lo, hi = doc["bootstrap"]["intervals_90"]["alpha"]
+    assert lo < doc["params"]["alpha"] < hi
+
+
+def test_bad_cell_names_file_row_and_column(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv")
+    lines = csv.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",oops"
+    csv.write_text("\n".join(lines) + "\n")
+    code, _, err = run(capsys, "fit", "chinchilla", "--csv", str(csv), "--n", "params", "--d", "tokens", "--loss", "loss")
+    assert code == 2
+    assert err.count("\n") == 1 and "runs.csv: row 4, column loss: 'oops' is not a number" in err
+
+
+def test_missing_column_is_named(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv")
+    code, _, err = run(capsys, "fit", "size", "--csv", str(csv), "--n", "width", "--loss", "loss")
+    assert code == 2 and "missing column(s) width" in err
+
+
+def test_size_law_fit_then_predict_from_json(tmp_path, capsys):
+    n = np.geomspace(1e6, 1e9, 10)
+    noise = np.exp(0.01 * np.random.default_rng(0).normal(size=n.size))
+    (tmp_path / "s.csv").write_text("n,loss\n" + "".join(f"{a},{(1.8 + 400 / a ** 0.3) * z}\n" for a, z in zip(n, noise)))
+    out = tmp_path / "size.json"
+    run(capsys, "fit", "size", "--csv", str(tmp_path / "s.csv"), "--n", "n", "--loss", "loss", "--bootstrap", "8",
+        "--workers", "1", "--at", "1e10", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["predictions"][0]["prediction"] == pytest.approx(1.8 + 400 / 1e10 ** 0.3, rel=0.05)
+    pred = tmp_path / "pred.json"
+    code, stdout, _ = run(capsys, "predict", "loss", "--law", str(out), "--at", "N=1e10", "--json", str(pred))
+    assert code == 0
+    got = json.loads(pred.read_text())["predictions"][0]
+    assert got["prediction"] == pytest.approx(doc["predictions"][0]["prediction"], rel=1e-12)
+    assert got["prediction_lo"] <= got["prediction"] <= got["prediction_hi"]
+    code, _, err = run(capsys, "predict", "loss", "--law", str(out), "--at", "D=1e10")
+    assert code == 2 and "takes N" in err
+
+
+def test_data_constrained_with_base_json(tmp_path, capsys):
+    base = {"A": 520.8, "B": 1487.7, "E": 1.869, "alpha": 0.3527, "beta": 0.3527}
+    from ladderlab.scaling.data_constrained import DataConstrained
+
+    law = DataConstrained()
+    rows = [(n, m * u, u) for n in (1e8, 5e8, 2e9) for u in (1e9, 4e9) for m in (0.5, 1, 2, 4, 8, 16, 40)]
+    n, d, u = (np.array(c) for c in zip(*rows))
+    theta = law.to_internal({**base, "R_D*": 15.4, "R_N*": 5.3})
+    loss = law.predict_batch(theta[None], {"N": n, "D": d, "U": u})[0]
+    (tmp_path / "dc.csv").write_text("n,d,u,loss\n" + "".join(f"{a},{b},{c},{float(e)!r}\n" for a, b, c, e in zip(n, d, u, loss)))
+    (tmp_path / "base.json").write_text(json.dumps({"law": "chinchilla", "params": base, "objective": 0, "n_points": 0,
+                                                     "rmse_log": 0, "mape": 0}))
+    out = tmp_path / "dc.json"
+    code, _, _ = run(capsys, "fit", "data-constrained", "--csv", str(tmp_path / "dc.csv"), "--n", "n", "--d", "d",
+                     "--unique", "u", "--loss", "loss", "--base", str(tmp_path / "base.json"), "--bootstrap", "0",
+                     "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert code == 0 and doc["fixed"] == ["A", "B", "E", "alpha", "beta"]
+    assert doc["params"]["R_D*"] == pytest.approx(15.4, rel=1e-3)
+    assert doc["params"]["R_N*"] == pytest.approx(5.3, rel=1e-3)
+
+
+def test_demo_reports_held_out_check(tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    code, stdout, _ = run(capsys, "demo", "--set", "bootstrap=8", "--json", str(out))
+    assert code == 0 and "held-out" in stdout
+    doc = json.loads(out.read_text())
+    held = doc["overtraining"]["held_out"]
+    assert len(held) == 7 and all(h["N"] == 359973888 for h in held)  # the 411M runs, non-embedding N
+    assert doc["overtraining"]["held_out_mape"] == pytest.approx(2.36, abs=0.05)
+    assert doc["data_constrained"]["objective_at_published"] == pytest.approx(0.015826, rel=1e-4)
+
+
+def test_demo_config_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "demo", "--set", "bootstrapp=3")
+    assert code == 2 and err.count("\n") == 1 and "bootstrapp" in err
+    code, _, err = run(capsys, "demo", "--config", str(tmp_path / "missing.gin"))
+    assert code == 2 and "missing.gin" in err
