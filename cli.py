@@ -40,6 +40,8 @@ def _point(text: str) -> dict[str, float]:
 def _common_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", required=True, help="results table, one row per run")
     p.add_argument("--loss", required=True, help="loss column")
+    p.add_argument("--where", action="append", default=[], metavar="COL<op>VALUE",
+                   help="keep rows where COL = TEXT, != TEXT, or <, <=, >, >= NUMBER (repeatable)")
     p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss rows")
     p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -95,9 +97,9 @@ def _write_json(path: str | None, doc: dict[str, Any]) -> None:
 def _load_table(args: argparse.Namespace, columns: Sequence[str]) -> dict[str, Any]:
     import numpy as np
 
-    from ladderlab.scaling.table import read_columns
+    from ladderlab.scaling.table import read_filtered
 
-    cols = read_columns(args.csv, [*columns, args.loss])
+    cols = read_filtered(args.csv, [*columns, args.loss], args.where)
     if args.drop_highest:
         keep = np.argsort(cols[args.loss])[: max(len(cols[args.loss]) - args.drop_highest, 0)]
         cols = {k: v[np.sort(keep)] for k, v in cols.items()}

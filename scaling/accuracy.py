@@ -12,6 +12,7 @@ class SigmoidAccuracy(Law):
 
     name = "accuracy"
     inputs = ("L",)
+    positive = ()  # the anchor point (L=0, Acc=1) is a valid input
     residual = "raw"
     loss = "l2"
     params = (

@@ -41,6 +41,7 @@ class Annealing(Law):
 
     name = "annealing"
     inputs = ("S1", "S2")
+    positive = ("S1",)  # S2 is 0 until the rate first drops
     params = (
         Param("L0", True, -10.0, 5.0, (-0.5, 0.0, 0.5, 1.0, 1.5)),
         Param("A", True, -15.0, 10.0, (-4.0, -2.0, 0.0, 2.0)),

@@ -1,7 +1,7 @@
 """Data-constrained law (Muennighoff et al. 2023): repeated tokens and excess parameters decay in value.
 
 L(N, D, U) = E + A/N'^alpha + B/D'^beta with effective data D' = U + U R_D* (1 - exp(-R_D/R_D*)),
-R_D = max(D/U - 1, 0), and effective parameters N' likewise from U_N = min(N, N_opt(U)).
+R_D = max(D/U - 1, 0) (U taken as min(U, D)), and effective parameters N' likewise from U_N = min(N, N_opt(U)).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class DataConstrained(Law):
 
     def predict_batch(self, theta_SxP: np.ndarray, x: Data) -> np.ndarray:
         a, b, e, alpha, beta, log_rd, log_rn = (theta_SxP[:, i : i + 1] for i in range(7))
-        n, d, u = (x[k][None, :] for k in ("N", "D", "U"))
+        n, d = x["N"][None, :], x["D"][None, :]
+        u = np.minimum(x["U"][None, :], d)  # U_D: a run cannot see more unique tokens than it trains on
         # N_opt for a compute-optimal run whose data equals U: N = G (G U)^(beta/alpha).
         g = (alpha * np.exp(a) / (beta * np.exp(b))) ** (1.0 / (alpha + beta))
         u_n = np.minimum(n, g * (g * u) ** (beta / alpha))

@@ -37,6 +37,7 @@ class Law:
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]
     params: ClassVar[tuple[Param, ...]]
+    positive: ClassVar[tuple[str, ...] | None] = None  # inputs that must be > 0 (None: all of them)
     residual: ClassVar[str] = "log"  # "log": residuals of log(pred) - log(y); "raw": pred - y
     loss: ClassVar[str] = "huber"  # "huber" (delta below) or "l2" (least squares)
     delta: ClassVar[float] = 1e-3
@@ -162,6 +163,10 @@ def check_data(law: Law, x: Data, y_N: np.ndarray, n_free: int) -> None:
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             raise LadderlabError(f"{law.name}: non-finite {name} at row {bad[0]} (value {arr[bad[0]]})")
+    for name in law.inputs if law.positive is None else law.positive:
+        bad = np.flatnonzero(x[name] <= 0)
+        if bad.size:
+            raise LadderlabError(f"{law.name}: non-positive {name} {x[name][bad[0]]} at row {bad[0]}")
     if law.residual == "log":
         bad = np.flatnonzero(y_N <= 0)
         if bad.size:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -53,3 +54,35 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     if not math.isfinite(value):
         raise LadderlabError(f"{path}: row {line}, column {column}: {cell.strip()!r} is not finite")
     return value
+
+
+_WHERE = re.compile(r"^\s*([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+?)\s*$")
+_OPS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater}
+
+
+def read_filtered(
+    path: str | Path, columns: Sequence[str], where: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """read_columns, keeping only rows that pass every condition: COL=TEXT, COL!=TEXT, or COL<=NUMBER (<, >=, >)."""
+    conditions = []
+    for cond in where:
+        m = _WHERE.match(cond)
+        if not m:
+            raise LadderlabError(f"--where {cond!r}: expected COLUMN<op>VALUE with op one of = != < <= > >=")
+        conditions.append(m.groups())
+    numeric_where = {c for c, op, _ in conditions if op in _OPS}
+    text_where = {c for c, op, _ in conditions if op not in _OPS} - set(columns)
+    cols = read_columns(path, [*columns, *sorted(numeric_where - set(columns))], text=sorted(text_where))
+    keep = np.ones(len(cols[columns[0]]), bool)
+    for col, op, value in conditions:
+        if op in _OPS:
+            try:
+                keep &= _OPS[op](cols[col], float(value))
+            except ValueError:
+                raise LadderlabError(f"--where {col}{op}{value}: {value!r} is not a number") from None
+        else:
+            cells = cols[col].astype(str) if col in text_where else np.array([f"{v:g}" for v in cols[col]])
+            keep &= (cells == value) if op == "=" else (cells != value)
+    if not keep.any():
+        raise LadderlabError(f"{path}: no rows left after --where {' '.join(where)}")
+    return {c: cols[c][keep] for c in columns}

@@ -158,3 +158,13 @@ def test_demo_config_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "bootstrapp" in err
     code, _, err = run(capsys, "demo", "--config", str(tmp_path / "missing.gin"))
     assert code == 2 and "missing.gin" in err
+
+
+def test_where_filters_rows(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv")
+    out = tmp_path / "fit.json"
+    code, _, _ = run(capsys, "fit", "chinchilla", "--csv", str(csv), "--n", "params", "--d", "tokens", "--loss", "loss",
+                     "--where", "params<=1e9", "--where", "run!=r0-2", "--bootstrap", "0", "--json", str(out))
+    assert code == 0 and json.loads(out.read_text())["n_points"] == 5 * 6 - 1
+    code, _, err = run(capsys, "fit", "size", "--csv", str(csv), "--n", "params", "--loss", "loss", "--where", "params~3")
+    assert code == 2 and "--where 'params~3'" in err
