@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ladderlab.errors import LadderlabError
 from ladderlab.scaling.law import Data, FittedLaw, Law, Param
 
 
@@ -27,13 +28,15 @@ def lr_areas(lr_T: np.ndarray, lam: float = 0.999) -> tuple[np.ndarray, np.ndarr
 
 
 def areas_at(steps: np.ndarray, lrs: np.ndarray, lam: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
-    """S1, S2 at logged steps of one run, the rate between logged steps interpolated linearly."""
+    """S1, S2 at logged steps of one run (step 0: both 0), the rate between logged steps interpolated linearly."""
     steps = np.asarray(steps, float)
+    if (steps < 0).any() or (steps != np.round(steps)).any():
+        raise LadderlabError(f"annealing: steps must be whole numbers >= 0, got {steps[(steps < 0) | (steps != np.round(steps))][0]}")
     order = np.argsort(steps)
     every = np.arange(1, int(steps.max()) + 1)
     s1, s2 = lr_areas(np.interp(every, steps[order], np.asarray(lrs, float)[order]), lam)
-    idx = steps.astype(int) - 1
-    return s1[idx], s2[idx]
+    idx = steps.astype(int)
+    return np.concatenate([[0.0], s1])[idx], np.concatenate([[0.0], s2])[idx]
 
 
 class Annealing(Law):

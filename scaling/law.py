@@ -202,11 +202,15 @@ def fit_law(
         return out
 
     objective = residual_objective(lambda t: law.predict_batch(full(t), x), y_N, law.residual, law.loss, law.delta)
+    if not free.any():  # nothing to fit: evaluate the given law on this data
+        fitted = _finish(law, pinned, float(objective(pinned[None, free])[0]), x, y_N, 0)
+        fitted.fixed = tuple(law.names)
+        return fitted
     lo, hi = law.bounds()
     grid = law.grid() if starts is None else np.atleast_2d(starts)
     best = minimize_multistart(objective, np.unique(grid[:, free], axis=0), lo[free], hi[free], n_refine)
     theta = full(best.theta[None, :])[0]
-    fitted = _finish(law, theta, best.value, x, y_N)
+    fitted = _finish(law, theta, best.value, x, y_N, int(free.sum()))
     fitted.fixed = tuple(p.name for p in law.params if p.name in fixed)
     if not best.converged:
         fitted.warnings.append(f"fit did not converge: {best.message}")
@@ -214,23 +218,22 @@ def fit_law(
     return fitted
 
 
-def _finish(law: Law, theta: np.ndarray, value: float, x: Data, y_N: np.ndarray) -> FittedLaw:
+def _finish(law: Law, theta: np.ndarray, value: float, x: Data, y_N: np.ndarray, n_free: int) -> FittedLaw:
     pred = law.predict_batch(theta[None, :], x)[0]
     with np.errstate(all="ignore"):
         rmse_log = float(np.sqrt(np.mean((np.log(pred) - np.log(y_N)) ** 2))) if law.residual == "log" else float("nan")
         mape = float(np.mean(np.abs(pred - y_N) / np.abs(y_N)) * 100)
     warnings = [] if np.isfinite(pred).all() else ["the fitted law is not finite at some data points"]
-    if len(y_N) < 2 * len(theta):
-        warnings.append(f"few points: {len(y_N)} rows for {len(theta)} parameters; intervals may be wide")
+    if len(y_N) < 2 * n_free:
+        warnings.append(f"few points: {len(y_N)} rows for {n_free} parameters; intervals may be wide")
     return FittedLaw(law, theta, value, len(y_N), rmse_log, mape, warnings)
 
 
 def _at_bounds(law: Law, theta: np.ndarray, free: np.ndarray) -> list[str]:
     out = []
     for p, t, f in zip(law.params, theta, free):
-        span = p.hi - p.lo
-        if f and (t - p.lo < 1e-6 * span or p.hi - t < 1e-6 * span):
-            edge = p.lo if t - p.lo < 1e-6 * span else p.hi
+        edge = min((p.lo, p.hi), key=lambda b: abs(t - b))
+        if f and abs(t - edge) <= 1e-6 * max(1.0, abs(edge)):
             value = np.exp(edge) if p.log else edge
             out.append(f"parameter {p.name} is at its bound {value:.4g}; the fit is not trustworthy there")
     return out

@@ -145,12 +145,6 @@ def test_predict_schedule_uses_the_laws_momentum():
     assert not np.allclose(true_loss(lr, lam=0.99), true_loss(lr, lam=0.999))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: annealing.py areas_at indexes with steps.astype(int) - 1, so a logged step 0 (the usual initial "
-    "eval) becomes index -1 and silently gets the areas of the LAST logged step instead of S1 = S2 = 0 "
-    "(or an error)",
-)
 def test_areas_at_step_zero_is_not_the_last_step():
     from ladderlab.errors import LadderlabError
 
@@ -163,11 +157,6 @@ def test_areas_at_step_zero_is_not_the_last_step():
     assert s1[0] == 0.0 and s2[0] == 0.0, (s1, s2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: law.py _at_bounds uses a tolerance of 1e-6 x (hi - lo) in internal coordinates; Annealing's C "
-    "is linear in [0, 1e4], so any C < 0.01 is reported 'at its bound 0' even when it is recovered exactly",
-)
 def test_small_but_well_determined_annealing_coefficient_is_not_at_bound():
     law = Annealing()
     s1 = np.tile(np.linspace(1.0, 50.0, 20), 2)

@@ -110,12 +110,6 @@ def test_annealing_allows_zero_annealing_area_but_not_zero_forward_area():
         fit_law(law, {"S1": s1_bad, "S2": s2}, y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: law.py fit_law with every parameter in `fixed` (0 free) reaches scipy with an empty start "
-    "vector and the user gets ValueError('not enough values to unpack') instead of a LadderlabError "
-    "(or simply the evaluated fixed law)",
-)
 def test_all_parameters_fixed_is_handled():
     x, y = size_data()
     try:
@@ -145,12 +139,6 @@ def test_few_points_warning():
     assert fitted.warnings == ["few points: 5 rows for 3 parameters; intervals may be wide"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: law.py _finish counts all parameters, fixed ones included (len(theta)), in the 'few points' "
-    "warning, while check_data counts only free ones: 12 rows for 2 free data-constrained parameters "
-    "warns '12 rows for 7 parameters'",
-)
 def test_few_points_warning_counts_free_parameters_only():
     law = DataConstrained()
     base = dict(A=520.8, B=1487.7, E=1.87, alpha=0.35, beta=0.35)
