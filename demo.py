@@ -17,17 +17,10 @@ from rich.console import Console
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling import report
 from ladderlab.scaling.api import fit
+from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R
 from ladderlab.scaling.table import read_columns
 
 BUNDLED = Path(__file__).resolve().parent / "scaling" / "bundled"
-DATABLATIONS_BASE = {  # Muennighoff et al.'s base fit (a, b, e in log space; alpha tied to beta)
-    "A": float(np.exp(6.255414)),
-    "B": float(np.exp(7.3049974)),
-    "E": float(np.exp(0.6254804)),
-    "alpha": 0.3526596,
-    "beta": 0.3526596,
-}
-PUBLISHED_R = {"R_D*": 15.387756, "R_N*": 5.309743}
 
 
 @dataclass(frozen=True)
@@ -83,10 +76,10 @@ def _data_constrained(cfg: DemoConfig, console: Console) -> dict[str, Any]:
     t = read_columns(BUNDLED / "datablations_c4_fit182.csv", ["params_N", "tokens_D", "unique_tokens_U", "final_val_loss"])
     x = {"N": t["params_N"], "D": t["tokens_D"], "U": t["unique_tokens_U"]}
     fitted = fit(
-        "data-constrained", x, t["final_val_loss"], fixed=DATABLATIONS_BASE, bootstrap=cfg.bootstrap, seed=cfg.seed
+        "data-constrained", x, t["final_val_loss"], fixed=PUBLISHED_BASE, bootstrap=cfg.bootstrap, seed=cfg.seed
     )
     report.print_fit(fitted, "data-constrained law on the datablations 182 runs (published base held fixed)", console)
-    published = fitted.law.to_internal({**DATABLATIONS_BASE, **PUBLISHED_R})
+    published = fitted.law.to_internal({**PUBLISHED_BASE, **PUBLISHED_R})
     at_published = float(fitted.objective_at(published, x, t["final_val_loss"]))
     console.print(
         f"published R_D* {PUBLISHED_R['R_D*']:.4g}, R_N* {PUBLISHED_R['R_N*']:.4g}: objective {at_published:.6g}; "

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from ladderlab.scaling.api import fit
 from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.data_constrained import DataConstrained
+from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R, DataConstrained
 from ladderlab.scaling.fit import Objective, refine, residual_objective
 from ladderlab.scaling.law import FittedLaw, Law, fit_law
 from ladderlab.scaling.table import read_columns
@@ -29,14 +29,6 @@ BUNDLED = REPO / "scaling" / "bundled"
 DATABLATIONS = ("datablations-hf/datablations_c4_final_val_losses_fit182.csv", "datablations_c4_fit182.csv")
 GADRE = ("overtraining-scaling-mlfoundations/gadre2024_overtraining_losses.csv", "gadre2024_overtraining.csv")
 
-PUBLISHED_BASE = {
-    "A": float(np.exp(6.255414)),
-    "B": float(np.exp(7.3049974)),
-    "E": float(np.exp(0.6254804)),
-    "alpha": 0.3526596,
-    "beta": 0.3526596,
-}
-PUBLISHED_R = {"R_D*": 15.387756, "R_N*": 5.309743}
 DATASETS = ("c4_original", "rpj", "rw_original")
 VALSETS = (
     "c4_en", "c4_val", "de-en", "dolma_100_programing_languages",

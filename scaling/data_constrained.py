@@ -11,6 +11,16 @@ import numpy as np
 from ladderlab.scaling.chinchilla import Chinchilla
 from ladderlab.scaling.law import Data, Law, Param
 
+# Muennighoff et al.'s fit on their 182 C4 runs: the base (a, b, e in log space, alpha tied to beta) and R*.
+PUBLISHED_BASE = {
+    "A": float(np.exp(6.255414)),
+    "B": float(np.exp(7.3049974)),
+    "E": float(np.exp(0.6254804)),
+    "alpha": 0.3526596,
+    "beta": 0.3526596,
+}
+PUBLISHED_R = {"R_D*": 15.387756, "R_N*": 5.309743}
+
 _R_GRID = tuple(float(np.log(v)) for v in (0.5, 2.0, 5.0, 10.0, 20.0, 50.0))
 
 
