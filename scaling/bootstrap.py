@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.scaling.batch_fit import refine_batch
 from ladderlab.scaling.law import Data, FittedLaw, Law, fit_law
 
 
@@ -32,16 +33,18 @@ def resample_indices(n_rows: int, groups: np.ndarray | None, seed: int, n: int) 
     return out
 
 
-def _refit(law: Law, x: Data, y: np.ndarray, idx: np.ndarray, fixed: Mapping[str, float], starts: np.ndarray) -> np.ndarray:
+def _refit(
+    law: Law, x: Data, y: np.ndarray, idx: np.ndarray, fixed: Mapping[str, float], starts: np.ndarray, n_refine: int
+) -> np.ndarray:
     try:
-        return fit_law(law, {k: v[idx] for k, v in x.items()}, y[idx], fixed, starts=starts, n_refine=3).theta
+        return fit_law(law, {k: v[idx] for k, v in x.items()}, y[idx], fixed, starts=starts, n_refine=n_refine).theta
     except (LadderlabError, ValueError):
         return np.full(starts.shape[1], np.nan)
 
 
 def _refit_many(args: tuple) -> list[np.ndarray]:
-    law, x, y, indices, fixed, starts = args
-    return [_refit(law, x, y, idx, fixed, starts) for idx in indices]
+    law, x, y, indices, fixed, starts, n_refine = args
+    return [_refit(law, x, y, idx, fixed, starts, n_refine) for idx in indices]
 
 
 def bootstrap(
@@ -53,17 +56,37 @@ def bootstrap(
     groups: np.ndarray | None = None,
     fixed: Mapping[str, float] | None = None,
     workers: int | None = None,
+    warm: bool = False,
+    always: np.ndarray | None = None,
 ) -> FittedLaw:
-    """Attach n bootstrap replicates to `fitted` (refits start from its optimum and the law's grid)."""
+    """Attach n bootstrap replicates to `fitted`.
+
+    Refits start from its optimum and the law's grid (3 refined by L-BFGS-B, in parallel processes), or with
+    warm=True from its optimum alone, all replicates at once by batched Levenberg-Marquardt (for many replicates
+    of a well-posed fit). Rows in `always` (e.g. an anchor point) join every resample.
+    """
     law, y = fitted.law, np.asarray(y, float)
     x = {k: np.asarray(v, float) for k, v in x.items()}
-    indices = resample_indices(len(y), None if groups is None else np.asarray(groups), seed, n)
+    fixed = dict(fixed or {})
+    pool = np.arange(len(y)) if always is None else np.setdiff1d(np.arange(len(y)), always)
+    groups = None if groups is None else np.asarray(groups)[pool]
+    indices = [np.concatenate([pool[i], [] if always is None else always]).astype(int)
+               for i in resample_indices(len(pool), groups, seed, n)]
+    boot = _warm_refits(fitted, x, y, indices, fixed) if warm else _cold_refits(fitted, x, y, indices, fixed, workers)
+    failed = int(np.isnan(boot).any(axis=1).sum())
+    if failed > 0.05 * n:
+        fitted.warnings.append(f"bootstrap: {failed} of {n} refits failed; intervals use the rest")
+    fitted.boot_BxP, fitted.seed = boot, seed
+    return fitted
+
+
+def _cold_refits(fitted: FittedLaw, x: Data, y: np.ndarray, indices: list, fixed: dict, workers: int | None) -> np.ndarray:
+    law, n = fitted.law, len(indices)
     starts = np.vstack([fitted.theta[None, :], law.grid()])
     workers = min(workers or os.cpu_count() or 1, max(1, n // 25))
-    chunks = [indices[i::workers] for i in range(workers)]
-    jobs = [(law, x, y, c, dict(fixed or {}), starts) for c in chunks]
+    jobs = [(law, x, y, indices[i::workers], fixed, starts, 3) for i in range(workers)]
     if workers == 1 or "jax" in sys.modules:  # never fork a process that runs JAX's threads
-        results = [_refit_many(jobs[0])]
+        results = [_refit_many(job) for job in jobs]
     else:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
@@ -71,8 +94,27 @@ def bootstrap(
     boot = np.empty((n, len(fitted.theta)))
     for w, res in enumerate(results):
         boot[w::workers] = res
-    failed = int(np.isnan(boot).any(axis=1).sum())
-    if failed > 0.05 * n:
-        fitted.warnings.append(f"bootstrap: {failed} of {n} refits failed; intervals use the rest")
-    fitted.boot_BxP, fitted.seed = boot, seed
-    return fitted
+    return boot
+
+
+def _warm_refits(fitted: FittedLaw, x: Data, y: np.ndarray, indices: list, fixed: dict) -> np.ndarray:
+    law = fitted.law
+    free = np.array([p.name not in fixed for p in law.params])
+    lo, hi = law.bounds()
+    target = np.log(y) if law.residual == "log" else y
+
+    def residuals(theta_SxF: np.ndarray) -> np.ndarray:
+        full = np.repeat(fitted.theta[None, :], len(theta_SxF), axis=0)
+        full[:, free] = theta_SxF
+        pred = law.predict_batch(full, x)
+        return (np.log(pred) if law.residual == "log" else pred) - target
+
+    w_BxN = np.stack([np.bincount(i, minlength=len(y)) for i in indices]).astype(float)
+    start = np.repeat(fitted.theta[None, free], len(indices), axis=0)
+    theta, value, converged = refine_batch(residuals, start, w_BxN, lo[free], hi[free], law.loss, law.delta)
+    if not converged.all():
+        fitted.warnings.append(f"bootstrap: {int((~converged).sum())} of {len(indices)} refits hit the iteration limit")
+    boot = np.repeat(fitted.theta[None, :], len(indices), axis=0)
+    boot[:, free] = theta
+    boot[~np.isfinite(value)] = np.nan
+    return boot
