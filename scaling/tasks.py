@@ -178,13 +178,14 @@ def _seed(seed: int, *path: int) -> int:
 
 
 def fit_task(
-    runs: Runs, task: str, bootstrap: int = 1000, seed: int = 0, max_width: float = 0.1, task_index: int = 0
+    runs: Runs, task: str, bootstrap: int = 1000, seed: int = 0, max_width: float = 0.1, task_index: int = 0,
+    last: int = LAST, skip: float = SKIP, window: int = WINDOW,
 ) -> TaskLaw:
     """Fit one task's two steps and single-step baseline; bootstrap step 1 over runs and step 2 over checkpoints."""
-    p1 = step1_points(runs, task)
+    p1 = step1_points(runs, task, last)
     x1, y1 = {"N": p1["N"], "D": p1["D"]}, p1["loss"]
     step1 = fit_law(Chinchilla(), x1, y1)
-    p2 = step2_points(runs, task)
+    p2 = step2_points(runs, task, skip, window)
     x2 = {"L": np.append(p2["L"], 0.0)}
     y2 = np.append(p2["acc"], 1.0)
     anchor = np.array([len(y2) - 1])
@@ -199,13 +200,16 @@ def fit_task(
 
 def fit(
     runs: Runs, tasks: Sequence[str] | None = None, bootstrap: int = 1000, seed: int = 0,
-    max_width: float = 0.1, workers: int | None = None,
+    max_width: float = 0.1, workers: int | None = None, **options: float,
 ) -> TaskLaws:
-    """Fit the task laws of `tasks` (default: every task in the runs table), tasks in parallel processes."""
+    """Fit the task laws of `tasks` (default: every task in the runs table), tasks in parallel processes.
+
+    `options` go to `fit_task`: last (step-1 checkpoints averaged), skip (step-2 fraction dropped), window.
+    """
     tasks = list(tasks or runs.tasks)
     for t in tasks:
         runs.require_task(t)
-    jobs = [(runs, t, bootstrap, seed, max_width, i) for i, t in enumerate(tasks)]
+    jobs = [(runs, t, bootstrap, seed, max_width, i, options) for i, t in enumerate(tasks)]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers == 1 or "jax" in sys.modules:  # never fork a process that runs JAX's threads
         fitted = [_fit_job(job) for job in jobs]
@@ -216,8 +220,8 @@ def fit(
 
 
 def _fit_job(job: tuple) -> TaskLaw:
-    runs, task, bootstrap, seed, max_width, index = job
-    return fit_task(runs, task, bootstrap, seed, max_width, index)
+    runs, task, bootstrap, seed, max_width, index, options = job
+    return fit_task(runs, task, bootstrap, seed, max_width, index, **options)
 
 
 def actual(runs: Runs, name: str, n: float, d: float, task: str) -> dict[str, float] | None:
