@@ -2,5 +2,17 @@
 
 from ladderlab.errors import LadderlabError
 
-__all__ = ["LadderlabError"]
+__all__ = ["LadderlabError", "predict_mixture", "critical_mixture_ratio"]
 __version__ = "0.1.0"
+
+
+# Mixture-ratio library calls (issue 4), imported on first use so `import ladderlab` stays light.
+_LAZY = {"predict_mixture": "ladderlab.scaling.mixture", "critical_mixture_ratio": "ladderlab.scaling.cmr"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ladderlab' has no attribute {name!r}")

@@ -87,7 +87,7 @@ def refine(objective: Objective, theta0: np.ndarray, lo: np.ndarray, hi: np.ndar
 
 
 def minimize_multistart(
-    objective: Objective, starts_SxP: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_refine: int = 16
+    objective: Objective, starts_SxP: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_refine: int = 16, max_iter: int = 1000
 ) -> Minimum:
     """Screen all starts at once, refine the n_refine best (distinct) ones, return the best refined point."""
     starts_SxP = np.clip(np.atleast_2d(np.asarray(starts_SxP, float)), lo, hi)
@@ -100,7 +100,7 @@ def minimize_multistart(
     best = None
     with threadpool_limits(1):  # L-BFGS-B's tiny BLAS calls run far slower with threads spinning
         for i in best_rows:
-            res = refine(objective, starts_SxP[i], lo, hi)
+            res = refine(objective, starts_SxP[i], lo, hi, max_iter)
             if best is None or res.fun < best.fun:
                 best = res
     return Minimum(

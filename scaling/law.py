@@ -184,6 +184,7 @@ def fit_law(
     fixed: Mapping[str, float] | None = None,
     starts: np.ndarray | None = None,
     n_refine: int = 16,
+    max_iter: int = 1000,
 ) -> FittedLaw:
     """Fit `law` to observations y at inputs x; `fixed` pins public parameters to given values."""
     x = _inputs(law, x)
@@ -208,7 +209,7 @@ def fit_law(
         return fitted
     lo, hi = law.bounds()
     grid = law.grid() if starts is None else np.atleast_2d(starts)
-    best = minimize_multistart(objective, np.unique(grid[:, free], axis=0), lo[free], hi[free], n_refine)
+    best = minimize_multistart(objective, np.unique(grid[:, free], axis=0), lo[free], hi[free], n_refine, max_iter)
     theta = full(best.theta[None, :])[0]
     fitted = _finish(law, theta, best.value, x, y_N, int(free.sum()))
     fitted.fixed = tuple(p.name for p in law.params if p.name in fixed)

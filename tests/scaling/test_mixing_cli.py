@@ -1,0 +1,124 @@
+"""CLI: fit mixing-law -> predict mixture-loss -> optimize mixture, fit cmr, and one-line errors for bad tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+
+from ladderlab.cli import main
+
+DOMAINS = ("web", "code", "books")
+TRUTH = {"val_web": (2.0, 1.0, (-2.0, 0.5, 0.0)), "val_code": (1.5, 1.2, (0.3, -2.5, 0.0))}
+
+
+def write_tables(folder, n=30, seed=0):
+    r = np.random.default_rng(seed).dirichlet(np.ones(3), n)
+    m_lines = ["id," + ",".join(DOMAINS)] + [f"run{i}," + ",".join(f"{v:.6f}" for v in row) for i, row in enumerate(r)]
+    l_lines = ["id," + ",".join(TRUTH)] + [
+        f"run{i}," + ",".join(f"{c + k * np.exp(row @ np.array(t)):.6f}" for c, k, t in TRUTH.values()) for i, row in enumerate(r)
+    ]
+    (folder / "M.csv").write_text("\n".join(m_lines) + "\n")
+    (folder / "L.csv").write_text("\n".join(l_lines) + "\n")
+    return r, folder / "M.csv", folder / "L.csv"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_for_mixture_commands(capsys):
+    for argv in (["fit", "mixing-law", "--help"], ["fit", "cmr", "--help"], ["predict", "mixture-loss", "--help"],
+                 ["optimize", "mixture", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0 and "usage: ladderlab" in capsys.readouterr().out
+
+
+def test_fit_predict_optimize_round_trip(tmp_path, capsys):
+    r, m_csv, l_csv = write_tables(tmp_path)
+    law = tmp_path / "law.json"
+    code, out, _ = run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "plain",
+                       "--json", law, "--plot", tmp_path / "pv.png")
+    assert code == 0 and "val_web" in out
+    doc = json.loads(law.read_text())
+    assert doc["domains"] == list(DOMAINS)
+    assert doc["targets"]["val_web"]["fit"]["params"]["t_web"] == pytest.approx(-2.0, abs=1e-3)
+    assert (tmp_path / "pv.png").stat().st_size > 10_000
+    # predict: P has the id column and the loss columns named as in L, in L's order.
+    new = tmp_path / "M2.csv"
+    new.write_text("id,web,code,books\nnew1,0.2,0.3,0.5\nnew2,0.6,0.2,0.2\n")
+    code, _, _ = run(capsys, "predict", "mixture-loss", "--law", law, "--mixtures", new, "--out", tmp_path / "P.csv")
+    rows = list(csv.DictReader((tmp_path / "P.csv").open()))
+    assert code == 0 and list(rows[0]) == ["id", "val_web", "val_code"] and [x["id"] for x in rows] == ["new1", "new2"]
+    c, k, t = TRUTH["val_code"]
+    assert float(rows[1]["val_code"]) == pytest.approx(c + k * np.exp(np.array([0.6, 0.2, 0.2]) @ np.array(t)), rel=1e-5)
+    # optimize: the web loss with web capped at 0.5 and code at least 0.1.
+    code, out, _ = run(capsys, "optimize", "mixture", "--law", law, "--target", "val_web", "--max", "web=0.5",
+                       "--min", "code=0.1", "--json", tmp_path / "opt.json", "--plot", tmp_path / "land.png")
+    opt = json.loads((tmp_path / "opt.json").read_text())
+    assert code == 0 and "optimal mixture" in out
+    assert opt["ratios"]["web"] == pytest.approx(0.5, abs=1e-6) and opt["ratios"]["code"] >= 0.1 - 1e-9
+    grid = np.array([[0.5, c_, 0.5 - c_] for c_ in np.linspace(0.1, 0.5, 4001)])
+    best = grid[np.argmin(np.exp(grid @ np.array(TRUTH["val_web"][2])))]
+    assert opt["ratios"]["code"] == pytest.approx(best[1], abs=1e-3)
+    assert (tmp_path / "land.png").stat().st_size > 10_000
+
+
+def test_fit_cmr_from_csv(tmp_path, capsys):
+    rows = ["ratio,tokens,general,base"]
+    for r in (0.1, 0.25, 0.5, 0.75):
+        for t in (1e9, 3e9, 1e10):
+            rows.append(f"{r},{t},{3.0 + 0.05 * r**1.5 * (t / 1e9) ** 0.2:.9f},3.0")
+    (tmp_path / "cpt.csv").write_text("\n".join(rows) + "\n")
+    code, out, _ = run(capsys, "fit", "cmr", "--csv", tmp_path / "cpt.csv", "--ratio", "ratio", "--tokens", "tokens",
+                       "--general", "general", "--base", "base", "--tolerance", "0.02", "--at-tokens", "3e10",
+                       "--bootstrap", "0", "--json", tmp_path / "cmr.json", "--plot", tmp_path / "cmr.png")
+    doc = json.loads((tmp_path / "cmr.json").read_text())
+    assert code == 0 and "critical mixture ratio" in out
+    assert doc["ratio"] == pytest.approx((0.02 / (0.05 * 30**0.2)) ** (1 / 1.5), rel=1e-4)
+    assert (tmp_path / "cmr.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda m, l: (m.replace("run3,", "run3,0.5,0.5,0.2\nxx,", 1), l), "M.csv: row 5: proportions sum to 1.2"),
+        (lambda m, l: (m, l + l.splitlines()[1] + "\n"), "L.csv: id 'run0' appears 2 times"),
+        (lambda m, l: (m, re.sub(r"run2,[^,]*,", "run2,nan,", l)), "L.csv: row 4, column val_web: 'nan' is not finite"),
+        (lambda m, l: (m, l.replace("run7,", "run77,", 1)), "ids do not join: id 'run7' of"),
+    ],
+    ids=["sum", "duplicate", "nan", "join"],
+)
+def test_bad_tables_are_one_line_and_exit_2(tmp_path, capsys, edit, message):
+    _, m_csv, l_csv = write_tables(tmp_path)
+    m_text, l_text = edit(m_csv.read_text(), l_csv.read_text())
+    m_csv.write_text(m_text)
+    l_csv.write_text(l_text)
+    code, _, err = run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "plain")
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_predict_and_optimize_errors_name_the_problem(tmp_path, capsys):
+    _, m_csv, l_csv = write_tables(tmp_path, n=6)
+    code, _, err = run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "log")
+    assert code == 2 and "fewer runs (6) than parameters of the log law (7)" in err
+    law = tmp_path / "law.json"
+    assert run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "plain", "--json", law)[0] == 0
+    bad = tmp_path / "M2.csv"
+    bad.write_text("id,web,code,wiki\na,0.2,0.3,0.5\n")
+    code, _, err = run(capsys, "predict", "mixture-loss", "--law", law, "--mixtures", bad, "--out", tmp_path / "P.csv")
+    assert code == 2 and "unknown domain column(s) wiki" in err
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--min", "web=0.7", "--min", "code=0.5")
+    # Without --max a share is capped at the largest seen in the 6 runs (web: 0.6652).
+    assert code == 2 and "domain web: min share 0.7 exceeds its max share 0.6652" in err
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--min", "web=0.7", "--min", "code=0.5",
+                       "--max", "web=1", "--max", "code=1")
+    assert code == 2 and "no feasible mixture: min shares sum to 1.2" in err
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--target", "val_books")
+    assert code == 2 and "unknown target column(s) val_books" in err
