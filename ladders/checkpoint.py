@@ -1,0 +1,60 @@
+"""Orbax checkpoints of a run: train state (params, optimizer, step) plus the grain data-iterator state.
+
+Saves are asynchronous; `close()` waits for them. Keeps the last K and every M-th step. Restoring walks back from
+the newest step: an unreadable one is renamed `<step>.corrupt` with a warning and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+
+class Checkpoints:
+    """A run folder's checkpoint manager."""
+
+    def __init__(self, directory: str | os.PathLike, keep_last: int = 3, keep_every: int = 0):
+        """`directory` may be local or a cloud path (gs://...), which multi-host runs need."""
+        local = "://" not in str(directory)
+        self.directory = epath.Path(os.path.abspath(directory) if local else directory)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep_last or None, keep_period=keep_every or None,
+                                               create=True, enable_async_checkpointing=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest(self) -> int | None:
+        """The newest committed step (may still be unverified until `restore`)."""
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: dict, data_iterator: Any) -> None:
+        """Start saving `state` and the iterator's position at `step` (returns before the write finishes)."""
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        data=grain.checkpoint.CheckpointSave(data_iterator)))
+
+    def restore(self, abstract_state: dict, data_iterator: Any) -> tuple[dict, int] | None:
+        """(state, step) from the newest readable checkpoint, also rewinding `data_iterator`; None if there is none."""
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                      data=grain.checkpoint.CheckpointRestore(data_iterator))
+            try:
+                return self.manager.restore(step, args=args).state, step
+            except Exception as e:  # a partial or damaged checkpoint: set it aside, try the one before
+                warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                              f"falling back to the previous one", stacklevel=2)
+                if jax.process_index() == 0:
+                    (self.directory / str(step)).rename(self.directory / f"{step}.corrupt")
+                self.manager.reload()
+        return None
+
+    def close(self) -> None:
+        """Wait for pending saves (re-raising their errors) and release the manager."""
+        try:
+            self.manager.wait_until_finished()
+        finally:
+            self.manager.close()
