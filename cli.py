@@ -30,6 +30,10 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _point(text: str) -> dict[str, float]:
     try:
         return {k.strip(): float(v) for k, v in (kv.split("=") for kv in text.split(","))}
@@ -80,11 +84,61 @@ def build_parser() -> Parser:
     p.add_argument("--law", required=True, metavar="JSON", help="a law written by `ladderlab fit ... --json`")
     p.add_argument("--at", type=_point, action="append", required=True, metavar="N=7e9,D=1.4e12")
     p.add_argument("--json", metavar="OUT")
+    p = what.add_parser("tasks", help="benchmark accuracy of a target model from a ladder's runs (two-step task laws)")
+    p.add_argument("--runs", required=True, metavar="DIR", help="run CSVs (--format olmo) or a runs table (--format table)")
+    p.add_argument("--format", choices=("olmo", "table"), default="olmo", help="olmo: one SIZE-KxC.csv per run")
+    p.add_argument("--n-table", metavar="FILE", help="size -> N as JSON or CSV (size,N); the OLMo ladder's is built in")
+    p.add_argument("--sizes", type=_names, help="fit on these sizes, e.g. 190M,370M,760M,1B (default: all)")
+    p.add_argument("--multiples", type=_floats, help="fit on these token multiples (xC), e.g. 1,2,5,10 (default: all)")
+    p.add_argument("--target", action="append", required=True, metavar="NAME:N:D",
+                   help="model to predict; N a number or size, D tokens or KxC (repeatable), e.g. 3B-5xC:3B:5xC")
+    p.add_argument("--tasks", type=_names, help="tasks to predict (default: the 8 main tasks, or all in the table)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap refits per step")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.9, help="interval level")
+    p.add_argument("--max-width", type=float, default=0.1,
+                   help="flag a task as not predictable when its accuracy interval is wider than this (fraction)")
+    p.add_argument("--workers", type=int, default=None, help="processes, one task each (default: all cores)")
+    p.add_argument("--json", metavar="OUT", help="{target: {task: {loss, acc, acc_lo, acc_hi, ...}}}")
+    p.add_argument("--plot", metavar="DIR", help="write the step-1 and step-2 fits of each task as DIR/<task>.png")
 
-    demo = sub.add_parser("demo", help="fit laws on bundled real runs and print the report")
-    demo.add_argument("--config", help="a .gin or .py file configuring DemoConfig")
+    demo = sub.add_parser("demo", help="build the demo corpus, train a small ladder on CPU, fit its laws, report")
+    demo.add_argument("--quick", action="store_true", help="a smaller ladder on text already on the machine (~2 min)")
+    demo.add_argument("--bundled", action="store_true", help="no training: fit laws on bundled real training runs")
+    demo.add_argument("--out", metavar="DIR", help="the ladder folder (default: runs/demo or runs/demo-quick)")
+    demo.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap refits of the scaling law (100; --quick 30)")
+    demo.add_argument("--config", help="a LadderConfig file (default: configs/ladder_demo.gin or ladder_quick.gin); "
+                                       "with --bundled, a BundledDemoConfig file")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     demo.add_argument("--json", metavar="OUT", help="write the demo's results as JSON")
+
+    train = sub.add_parser("train", help="train one model (resumes from the newest checkpoint in its run_dir)")
+    train.add_argument("--config", help="a .gin or .py file configuring TrainConfig (see configs/train_*.gin)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    train.add_argument("--compile-only", action="store_true",
+                       help="lower and compile the train step for the config's mesh on fake CPU devices, print "
+                            "memory and FLOP figures, and exit without training")
+    train.add_argument("--json", metavar="OUT", help="write the final metrics (or the compile figures) as JSON")
+
+    data = sub.add_parser("data", help="build corpora, train a tokenizer, inspect a data config")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    p = data_sub.add_parser("build-corpus", help="build the 5-domain demo corpus (or --quick) into the cache")
+    p.add_argument("--quick", action="store_true", help="only text already on this machine (stdlib, man pages)")
+    p.add_argument("--cache-dir", default="", help="default: $LADDERLAB_CACHE or ~/.cache/ladderlab")
+    p.add_argument("--force", action="store_true", help="rebuild even if the corpus is cached")
+    p = data_sub.add_parser("train-tokenizer", help="train a SentencePiece BPE tokenizer on a corpus")
+    p.add_argument("--corpus", default="quick", help="a corpus folder, 'quick' or 'demo'")
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--max-bytes", type=int, default=2_000_000, help="training text per domain (bytes)")
+    p.add_argument("--out", required=True, metavar="FILE.model")
+    p.add_argument("--cache-dir", default="")
+    p = data_sub.add_parser("inspect", help="per-domain documents, unique tokens, weights, epochs, eval bytes/token")
+    p.add_argument("--config", help="a .gin or .py file configuring DataConfig")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--json", metavar="OUT")
+    _add_mixture_parsers(sub, laws, what)  # issue 4: mixing laws, CMR, mixture optimisation
+    _add_ladder_parsers(sub)  # issue 7: ladder plan / run / status, report
+    _add_grow_parsers(sub)  # issue 8: model growth plan / compare
     return parser
 
 
@@ -107,6 +161,8 @@ def _load_table(args: argparse.Namespace, columns: Sequence[str]) -> dict[str, A
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    if args.law in ("mixing-law", "cmr"):
+        return cmd_fit_mixture(args)
     from ladderlab.scaling import report
     from ladderlab.scaling.api import fit, load_fitted
     from ladderlab.scaling.plot import plot_fit
@@ -154,6 +210,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.what == "mixture-loss":
+        return cmd_predict_mixture(args)
+    if args.what == "tasks":
+        return cmd_predict_tasks(args)
     from ladderlab.scaling import report
     from ladderlab.scaling.api import load_fitted
 
@@ -167,15 +227,429 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _write_json(args.json, {"law": fitted.law.name, "predictions": rows})
 
 
+def cmd_predict_tasks(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ladderlab.scaling import task_report, tasks
+    from ladderlab.scaling.olmo import MAIN_TASKS, OLMO_N, read_n_table, read_olmo_ladder
+    from ladderlab.scaling.plot import plot_task
+    from ladderlab.scaling.report import make_console
+    from ladderlab.scaling.runs import read_runs, select_ladder
+
+    n_table = {**OLMO_N, **(read_n_table(args.n_table) if args.n_table else {})}
+    targets = [task_report.parse_target(t, n_table) for t in args.target]
+    if args.format == "olmo":
+        everything = read_olmo_ladder(args.runs, n_table)
+        runs = read_olmo_ladder(args.runs, n_table, args.sizes, args.multiples)
+        default_tasks = MAIN_TASKS
+    else:
+        everything = read_runs(args.runs)
+        runs = select_ladder(everything, args.sizes, args.multiples)
+        default_tasks = tuple(everything.tasks)
+    names = args.tasks or [t for t in default_tasks if t in runs.tasks]
+    for t in names:
+        runs.require_task(t)
+    console = make_console()
+    laws = tasks.fit(runs, names, args.bootstrap, args.seed, args.max_width, args.workers)
+    for table in task_report.laws_tables(laws):
+        console.print(table)
+    for task, law in laws.laws.items():
+        for w in [*law.step1.warnings, *law.step2.warnings]:
+            console.print(f"[yellow]warning:[/yellow] {task}: {w}")
+    doc = task_report.predictions(laws, targets, everything, args.level)
+    for t in targets:
+        console.print(task_report.prediction_table(t, doc[t.name], args.level))
+    for task, e in task_report.error_summary(doc).items():
+        console.print(f"{task}: mean |error| step-1 loss {e['step1_loss_err_pct']:.2f}%, chained accuracy "
+                      f"{e['chain_acc_err_pts']:.2f} pts, single-step {e['single_acc_err_pts']:.2f} pts")
+    _write_json(args.json, doc)
+    if args.plot:
+        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        for task, law in laws.laws.items():
+            p1, p2 = tasks.step1_points(runs, task), tasks.step2_points(runs, task)
+            plot_task(law, p1, p2, targets, Path(args.plot) / f"{task}.png")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from ladderlab.config import load_config
-    from ladderlab.demo import DemoConfig, run_demo
 
-    doc = run_demo(load_config(DemoConfig, args.config, args.set))
+    if args.bundled:
+        from ladderlab.scaling.bundled_demo import BundledDemoConfig, run_bundled_demo
+
+        doc = run_bundled_demo(load_config(BundledDemoConfig, args.config, args.set))
+    else:
+        from ladderlab.demo import default_config, run_demo
+        from ladderlab.ladders.ladder_config import LadderConfig
+
+        cfg = load_config(LadderConfig, args.config or default_config(args.quick), args.set)
+        out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+        bootstrap = args.bootstrap if args.bootstrap is not None else 30 if args.quick else 100
+        doc = run_demo(cfg, out, bootstrap=bootstrap)
     _write_json(args.json, doc)
 
 
-COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "demo": cmd_demo}
+def cmd_train(args: argparse.Namespace) -> None:
+    import math
+    import os
+
+    from ladderlab.config import load_config
+    from ladderlab.ladders.config import TrainConfig
+
+    cfg = load_config(TrainConfig, args.config, args.set)
+    if args.compile_only:
+        if "jax" not in sys.modules and min(cfg.mesh) > 0:  # fake the mesh's devices on this host's CPU
+            os.environ["JAX_PLATFORMS"] = "cpu"
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} " \
+                                      f"--xla_force_host_platform_device_count={math.prod(cfg.mesh)}".strip()
+        from ladderlab.ladders.train import Trainer
+
+        doc = Trainer(cfg).compile()
+        print(json.dumps(doc, indent=2))
+    else:
+        from ladderlab.ladders.train import train
+
+        result = train(cfg)
+        doc = {k: result[k] for k in ("params", "train", "eval") if k in result}
+        print(json.dumps({k: doc[k] for k in ("train", "eval") if k in doc}, indent=2))
+    _write_json(args.json, doc)
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def table(rows: list[dict[str, Any]], title: str) -> Table:
+        out = Table(title=title, title_justify="left")
+        for col in rows[0]:
+            out.add_column(col, justify="right")
+        for row in rows:
+            out.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        return out
+
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    if args.data_command == "build-corpus":
+        from ladderlab.data.corpus import build_quick, cache_root
+        from ladderlab.data.demo_corpus import build_demo
+
+        cache = cache_root(args.cache_dir)
+        quick = cache / "corpora" / "quick"
+        if args.quick and args.force and quick.exists():
+            import shutil
+
+            shutil.rmtree(quick)
+        folder = build_quick(quick) if args.quick else build_demo(cache, force=args.force)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        rows = [{"domain": d, "docs": m["docs"], "MB": m["bytes"] / 1e6, "sha256": m["sha256"][:16]} for d, m in manifest.items()]
+        console.print(table(rows, f"corpus {folder}"))
+    elif args.data_command == "train-tokenizer":
+        from ladderlab.data.corpus import resolve_corpus
+        from ladderlab.data.summary import tokenizer_texts
+        from ladderlab.data.tokenizer import load_tokenizer, train_sentencepiece
+
+        corpus = resolve_corpus(args.corpus, args.cache_dir)
+        out = train_sentencepiece(tokenizer_texts(corpus, args.max_bytes), Path(args.out), args.vocab_size)
+        console.print(f"wrote {out} ({load_tokenizer(str(out)).vocab_size} pieces) from {corpus}")
+    else:
+        from ladderlab.config import load_config
+        from ladderlab.data.config import DataConfig
+        from ladderlab.data.pipeline import vocab_size
+        from ladderlab.data.summary import domain_rows
+
+        cfg = load_config(DataConfig, args.config, args.set)
+        rows = domain_rows(cfg)
+        console.print(table(rows, f"{cfg.corpus} with tokenizer {cfg.tokenizer} ({vocab_size(cfg)} ids)"))
+        for row in rows:
+            if row["epochs"] and row["epochs"] > cfg.max_epochs:
+                console.print(f"warning: domain {row['domain']!r} needs {row['epochs']:.2f} epochs (max_epochs={cfg.max_epochs:g})")
+        _write_json(args.json, {"corpus": cfg.corpus, "tokenizer": cfg.tokenizer, "vocab_size": vocab_size(cfg), "domains": rows})
+
+
+# --- mixtures (issue 4): fit mixing-law / cmr, predict mixture-loss, optimize mixture ---------------------------
+def _kv(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DOMAIN=NUMBER, got {text!r}") from None
+
+
+def _target(text: str) -> tuple[str, float]:
+    return _kv(text) if "=" in text else (text.strip(), 1.0)
+
+
+def _add_mixture_parsers(sub: Any, laws: Any, what: Any) -> None:
+    p = laws.add_parser("mixing-law", help="mixing laws L_i(r) = c_i + k_i exp(t_i . f(r)) from mixtures -> losses")
+    p.add_argument("--mixtures", required=True, metavar="M.csv", help="one row per run: id + one share column per domain")
+    p.add_argument("--losses", required=True, metavar="L.csv", help="one row per run: id + one loss column per val domain")
+    p.add_argument("--on", default="id", metavar="ID_COL", help="id column joining the two files (default: id)")
+    p.add_argument("--target", action="append", default=[], metavar="COL", help="fit only this loss column (repeatable)")
+    p.add_argument("--model", default="auto", choices=["auto", "plain", "log", "implicit"],
+                   help="plain: the paper's law; log: adds log-share features; implicit: K latent domains on one "
+                        "total column; auto (default): plain or log per column by 5-fold held-out error")
+    p.add_argument("--latent", type=int, default=3, metavar="K", help="latent domains of the implicit law")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    p.add_argument("--json", metavar="OUT", help="write the fitted mixing model as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="held-out predicted vs observed, per column")
+    p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs")
+    p.add_argument("--csv", required=True, help="one row per CPT run")
+    for flag, what_col in (("--ratio", "domain-ratio"), ("--tokens", "CPT-tokens"), ("--general", "general-loss"),
+                           ("--base", "pre-CPT general-loss")):
+        p.add_argument(flag, required=True, help=f"{what_col} column")
+    p.add_argument("--domain", help="domain-loss column (fits the domain law per size)")
+    p.add_argument("--size", help="model-size column (fits how CMR moves with N)")
+    p.add_argument("--tolerance", type=float, required=True, help="allowed absolute increase of general loss")
+    p.add_argument("--at-tokens", type=float, help="CPT tokens of the run to predict (default: the largest)")
+    p.add_argument("--at-size", type=float, help="model size of the run to predict (default: the largest)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--plot", metavar="OUT.png", help="trade-off at the target run and CMR against tokens")
+    p = what.add_parser("mixture-loss", help="per-domain losses of new mixtures from a fitted mixing law")
+    p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
+    p.add_argument("--mixtures", required=True, metavar="M2.csv", help="id + one share column per training domain")
+    p.add_argument("--out", required=True, metavar="P.csv", help="id + one predicted loss column per validation domain")
+    opt = sub.add_parser("optimize", help="optimise a training mixture")
+    kinds = opt.add_subparsers(dest="what", required=True, parser_class=Parser)
+    p = kinds.add_parser("mixture", help="the mixture minimising a predicted target under share limits and budgets")
+    p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
+    p.add_argument("--target", type=_target, action="append", default=[], metavar="COL[=WEIGHT]",
+                   help="loss column to minimise; repeat with weights for a weighted set (default: mean of all)")
+    p.add_argument("--min", type=_kv, action="append", default=[], metavar="DOMAIN=x", help="minimum share (repeatable)")
+    p.add_argument("--max", type=_kv, action="append", default=[], metavar="DOMAIN=x", help="maximum share (repeatable)")
+    p.add_argument("--budget", type=_kv, action="append", default=[], metavar="DOMAIN=U",
+                   help="unique tokens available in DOMAIN (repeatable; needs --tokens)")
+    p.add_argument("--tokens", type=float, help="the run's training tokens")
+    p.add_argument("--epochs", type=float, default=4.0, metavar="K", help="no domain repeated past K epochs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starting mixtures")
+    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--plot", metavar="OUT.png", help="predicted loss over the three largest domains")
+
+
+def cmd_fit_mixture(args: argparse.Namespace) -> None:
+    from ladderlab.scaling.report import make_console
+
+    console = make_console()
+    if args.law == "mixing-law":
+        from ladderlab.scaling.mixing import fit_mixing_model
+        from ladderlab.scaling.mixing_plot import plot_mixing
+        from ladderlab.scaling.mixing_report import print_mixing
+        from ladderlab.scaling.mixture_table import read_mixture_table
+
+        table = read_mixture_table(args.mixtures, args.losses, args.on, args.target)
+        model = fit_mixing_model(table.proportions, table.losses, args.model, args.latent, seed=args.seed, id_col=args.on)
+        print_mixing(model, f"mixing laws fitted to {len(table.ids)} runs of {args.mixtures}", console)
+        _write_json(args.json, model.to_json())
+        if args.plot:
+            plot_mixing(model, args.plot)
+    else:
+        from ladderlab.scaling.cmr import critical_mixture_ratio
+        from ladderlab.scaling.mixing_plot import plot_cmr
+        from ladderlab.scaling.mixing_report import print_cmr
+        from ladderlab.scaling.table import read_columns
+
+        names = [args.ratio, args.tokens, args.general, args.base, *filter(None, [args.domain, args.size])]
+        cols = read_columns(args.csv, names)
+        res = critical_mixture_ratio(
+            cols[args.ratio], cols[args.tokens], cols[args.general], cols[args.base], tolerance=args.tolerance,
+            size=cols.get(args.size), domain_loss=cols.get(args.domain), at_tokens=args.at_tokens,
+            at_size=args.at_size, bootstrap=args.bootstrap, seed=args.seed)
+        print_cmr(res, console)
+        _write_json(args.json, res.to_json())
+        if args.plot:
+            plot_cmr(res, args.plot)
+
+
+def cmd_predict_mixture(args: argparse.Namespace) -> None:
+    import csv
+
+    from ladderlab.scaling.mixing import load_mixing_model
+    from ladderlab.scaling.mixture_table import read_proportions
+
+    model = load_mixing_model(args.law)
+    ids, props = read_proportions(args.mixtures, model.id_col, model.domains)
+    pred = model.predict(props)
+    with open(args.out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([model.id_col, *pred])
+        for i, run in enumerate(ids):
+            writer.writerow([run, *(f"{pred[c][i]:.9g}" for c in pred)])
+    print(f"wrote {args.out}: {len(ids)} mixtures x {len(pred)} predicted loss columns")
+
+
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from ladderlab.scaling.mixing import load_mixing_model
+    from ladderlab.scaling.mixing_report import print_optimum
+    from ladderlab.scaling.mixture import optimize_mixture
+    from ladderlab.scaling.report import make_console
+
+    model = load_mixing_model(args.law)
+    target = dict(args.target) if args.target else None
+    pred = optimize_mixture(model, target, dict(args.min), dict(args.max), dict(args.budget), args.tokens, args.epochs,
+                            seed=args.seed)
+    print_optimum(pred, make_console())
+    _write_json(args.json, pred.to_json())
+    if args.plot:
+        from ladderlab.scaling.mixing_plot import plot_landscape
+
+        plot_landscape(model, pred, args.plot)
+# --- end of mixtures block ---------------------------------------------------------------------------------------
+
+
+# --- ladders (issue 7): ladder plan / run / status, report --------------------------------------------------------
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        return int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected INDEX/COUNT, e.g. 0/4, got {text!r}") from None
+
+
+def _add_ladder_parsers(sub: Any) -> None:
+    ladder = sub.add_parser("ladder", help="plan, run and follow a ladder of training runs")
+    steps = ladder.add_subparsers(dest="ladder_command", required=True, parser_class=Parser)
+    for name, text in (("plan", "print every run: N, D, FLOPs, steps, batch, LR, estimated time"),
+                       ("run", "train every unfinished run (resumes interrupted ones) and write runs.csv")):
+        p = steps.add_parser(name, help=text)
+        p.add_argument("config", help="a .gin or .py file configuring LadderConfig (see configs/ladder_*.gin)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+        p.add_argument("--json", metavar="OUT", help="write the plan (or the runs table rows) as JSON")
+    p.add_argument("--out", required=True, metavar="DIR", help="the ladder's results folder")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
+                   help="take runs I, I+K, I+2K, ... (one process per host group or device group)")
+    p = steps.add_parser("status", help="progress of a ladder's runs")
+    p.add_argument("dir", help="the ladder's results folder")
+    p = sub.add_parser("report", help="fit a ladder's laws; write tables, PNG plots and a Markdown summary")
+    p.add_argument("dir", help="the ladder's results folder")
+    p.add_argument("--bootstrap", type=int, default=100, metavar="B", help="bootstrap refits of the scaling law")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-n", type=float, default=0.0, metavar="N",
+                   help="target model size for the prediction (default: 10x the largest run); D = its 1xC")
+    p.add_argument("--json", metavar="OUT", help="write the summary as JSON")
+
+
+def _rows_table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col in ("run", "state", "mixture", "size") else "right")
+    for row in rows:
+        table.add_row(*("-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float)
+                        else str(v) for v in row.values()))
+    return table
+
+
+def cmd_ladder(args: argparse.Namespace) -> None:
+    from ladderlab.scaling.report import make_console
+
+    console = make_console()
+    if args.ladder_command == "status":
+        from ladderlab.ladders.ladder_run import status_rows
+
+        rows = status_rows(args.dir)
+        done = sum(r["state"] == "finished" for r in rows)
+        console.print(_rows_table(rows, f"{args.dir}: {done}/{len(rows)} runs finished"))
+        return
+    from ladderlab.config import load_config
+    from ladderlab.ladders.ladder_config import LadderConfig
+
+    cfg = load_config(LadderConfig, args.config, args.set)
+    if args.ladder_command == "plan":
+        from ladderlab.ladders.ladder_plan import plan
+
+        rows = [r.row() for r in plan(cfg)]
+        shown = [{"run": r["run"], "N": r["N"], "shape": f"d{r['d_model']} L{r['layers']}", "D": r["D"],
+                  "FLOPs": r["flops"], "steps": r["steps"], "batch": r["batch"], "lr": r["lr"], "warmup": r["warmup"],
+                  "est_s": r["est_s"]} for r in rows]
+        console.print(_rows_table(shown, f"ladder {cfg.name!r}: {len(rows)} runs, {sum(r['flops'] for r in rows):.3g} "
+                                        f"FLOPs (6ND), ~{sum(r['est_s'] for r in rows) / 60:.1f} min on this machine"))
+        _write_json(args.json, {"runs": rows})
+    else:
+        from ladderlab.ladders.ladder_run import run_ladder
+
+        table = run_ladder(cfg, args.out, shard=args.shard, console=console)
+        if table is not None:
+            console.print(f"wrote {args.out}/runs.csv: {len(table.run_ids)} runs, {len(table)} rows")
+            _write_json(args.json, {"rows": len(table), "runs": table.run_ids})
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from ladderlab.ladders.ladder_report import make_report
+
+    _write_json(args.json, make_report(args.dir, bootstrap=args.bootstrap, seed=args.seed, target_n=args.target_n))
+# --- end of ladders block ------------------------------------------------------------------------------------------
+
+
+# --- growth (issue 8): grow plan / compare -------------------------------------------------------------------------
+def _add_grow_parsers(sub: Any) -> None:
+    grow = sub.add_parser("grow", help="model growth (G_stack and other operators): plan a growth run, compare operators")
+    steps = grow.add_subparsers(dest="grow_command", required=True, parser_class=Parser)
+    p = steps.add_parser("plan", help="growth timing d and factor g for a target size and FLOPs budget (Du et al. 2024)")
+    p.add_argument("--target-params", type=float, required=True, metavar="N", help="the grown model's parameters")
+    p.add_argument("--budget-flops", type=float, required=True, metavar="C", help="total training FLOPs of both phases")
+    p.add_argument("--factor", type=int, default=4, metavar="G", help="growth factor g (default 4, the paper's advice)")
+    p.add_argument("--json", metavar="OUT", help="write growth_tokens, growth_factor, small_params, large_tokens")
+    p = steps.add_parser("compare", help="train a target from scratch and grown by each operator; speed-up table")
+    p.add_argument("config", help="a .gin or .py file configuring GrowConfig (see configs/growth_compare.gin)")
+    p.add_argument("--out", required=True, metavar="DIR", help="results folder (finished runs are reused)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--json", metavar="OUT", help="write the speed-up rows as JSON")
+    p = steps.add_parser("refit", help="refit the timing law log10 d = a log10 N + b / log10 C + c from IsoFLOP sweeps")
+    p.add_argument("--csv", required=True, help="one row per growth run: target params, budget FLOPs, d, final loss")
+    for flag, what in (("--n", "target-parameter"), ("--flops", "budget-FLOPs"), ("--d", "growth-tokens"),
+                       ("--loss", "loss")):
+        p.add_argument(flag, required=True, help=f"{what} column")
+    p.add_argument("--json", metavar="OUT", help="write a, b, c and each sweep's best d")
+
+
+def cmd_grow(args: argparse.Namespace) -> None:
+    from ladderlab.scaling.report import make_console
+
+    console = make_console()
+    if args.grow_command == "plan":
+        from ladderlab.scaling.growth_law import plan_growth
+
+        plan = plan_growth(args.target_params, args.budget_flops, args.factor)
+        console.print(_rows_table([{"target N": plan.target_params, "budget C": plan.budget_flops,
+                                    "g": plan.growth_factor, "small N": plan.small_params,
+                                    "d (tokens)": plan.growth_tokens, "D after growth": plan.large_tokens}],
+                                  "growth plan: train N/g for d tokens, stack g times, train D more"))
+        _write_json(args.json, plan.to_json())
+        return
+    if args.grow_command == "refit":
+        from ladderlab.scaling.growth_law import fit_timing_law
+        from ladderlab.scaling.table import read_columns
+
+        cols = read_columns(args.csv, [args.n, args.flops, args.d, args.loss])
+        fit = fit_timing_law(cols[args.n], cols[args.flops], cols[args.d], cols[args.loss])
+        console.print(_rows_table(fit["optima"], f"best growth timing per (N, C) sweep of {args.csv}"))
+        console.print(f"log10(d) = {fit['a']:.4g} log10(N) + {fit['b']:.4g} / log10(C) + {fit['c']:.4g}  "
+                      f"(RMSE {fit['rmse_log10_d']:.3g} in log10 d; the paper: 0.88, 163.27, -5.74)")
+        _write_json(args.json, fit)
+        return
+    from ladderlab.config import load_config
+    from ladderlab.ladders.grow_config import GrowConfig
+    from ladderlab.ladders.grow_run import compare
+
+    doc = compare(load_config(GrowConfig, args.config, args.set), args.out, console=console)
+    shown = [{"run": r["run"], "g": r["g"], "d": r["d"], "final loss": r["final_loss"], "FLOPs": r["flops"],
+              "equal loss": r["loss"], "FLOPs scratch": r["flops_scratch"], "FLOPs grown": r["flops_grown"],
+              "speed-up %": 100 * r["speedup"]} for r in doc["rows"]]
+    console.print(_rows_table(shown, f"{args.out}: speed-up at equal loss = FLOPs_scratch / FLOPs_grown - 1"))
+    _write_json(args.json, doc)
+# --- end of growth block -------------------------------------------------------------------------------------------
+
+
+COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "demo": cmd_demo, "train": cmd_train}
+COMMANDS["data"] = cmd_data
+COMMANDS["optimize"] = cmd_optimize
+COMMANDS["ladder"] = cmd_ladder
+COMMANDS["report"] = cmd_report
+COMMANDS["grow"] = cmd_grow
 
 
 def main(argv: Sequence[str] | None = None) -> int:

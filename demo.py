@@ -1,89 +1,71 @@
-"""`ladderlab demo`: fit laws on bundled real training runs and check a held-out prediction.
+"""`ladderlab demo`: build the demo corpus, train a small ladder on this CPU, fit its laws and print the report.
 
-Fits the Chinchilla law on the over-training runs (Gadre et al. 2024) of at most `max_fit_params` parameters,
-predicts the larger held-out runs with bootstrap intervals, and refits the data-constrained law on the
-datablations 182-run set (Muennighoff et al. 2023) against its published R_D* and R_N*.
+The report holds the scaling law with a held-out check (the largest run predicted from the others), the mixing law
+with the best mixture for a larger target, and a check of that mixture: it is trained at the sweep's size and its
+actual loss compared with the prediction. `--quick` runs a smaller ladder on text already on the machine.
+`--bundled` runs the earlier demo instead: laws fitted to bundled real training runs (no training).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
-from ladderlab.errors import LadderlabError
-from ladderlab.scaling import report
-from ladderlab.scaling.api import fit
-from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R
-from ladderlab.scaling.table import read_columns
+from ladderlab.ladders.ladder_config import LadderConfig
+from ladderlab.ladders.ladder_plan import models
+from ladderlab.ladders.ladder_report import make_report
+from ladderlab.ladders.ladder_run import run_ladder
 
-BUNDLED = Path(__file__).resolve().parent / "scaling" / "bundled"
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """What the demo fits: which runs, which loss, where the held-out split falls, how many bootstrap refits."""
-
-    dataset: str = "c4_original"
-    valset: str = "c4_val"
-    n_column: str = "params_no_embed"  # non-embedding parameters fit these small runs far better than total
-    max_fit_params: float = 160e6
-    bootstrap: int = 200
-    seed: int = 0
-    budgets: tuple[float, ...] = (1e21, 1e22, 1e23, 1e24)
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
-def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
-    """Print the demo report; return its numbers as a JSON-ready dict."""
-    console = console or report.make_console()
-    return {"overtraining": _overtraining(cfg, console), "data_constrained": _data_constrained(cfg, console)}
+def default_config(quick: bool) -> Path:
+    return CONFIGS / ("ladder_quick.gin" if quick else "ladder_demo.gin")
 
 
-def _overtraining(cfg: DemoConfig, console: Console) -> dict[str, Any]:
-    path = BUNDLED / "gadre2024_overtraining.csv"
-    loss = f"loss_{cfg.valset}"
-    t = read_columns(path, ["params", cfg.n_column, "tokens", loss], text=["dataset"])
-    rows = t["dataset"] == cfg.dataset
-    if not rows.any():
-        raise LadderlabError(f"{path}: no runs of dataset {cfg.dataset!r} (has {sorted(set(t['dataset']))})")
-    n, d, y = t[cfg.n_column][rows], t["tokens"][rows], t[loss][rows]
-    train = t["params"][rows] <= cfg.max_fit_params
-    fitted = fit("chinchilla", {"N": n[train], "D": d[train]}, y[train], bootstrap=cfg.bootstrap, seed=cfg.seed)
-    report.print_fit(fitted, f"Chinchilla law: {cfg.dataset} runs <= {cfg.max_fit_params:.3g} params, {loss}", console)
-    optimal = report.compute_optimal_rows(fitted, cfg.budgets)
-    console.print(report.rows_table(optimal, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
+def run_demo(cfg: LadderConfig, out: str | Path, *, bootstrap: int = 100, seed: int = 0,
+             console: Console | None = None) -> dict[str, Any]:
+    """Train (or resume) the ladder in `out`, write its report, check the best mixture; return the summary."""
+    from ladderlab.scaling.report import make_console
 
-    held = [{"N": float(a), "D": float(b), "actual": float(c)} for a, b, c in zip(n[~train], d[~train], y[~train])]
-    preds = report.predictions_rows(fitted, [{"N": h["N"], "D": h["D"]} for h in held])
-    for h, p in zip(held, preds):
-        h.update(p)
-        h["error_pct"] = 100 * (h["prediction"] - h["actual"]) / h["actual"]
-        h["covered"] = bool(p.get("prediction_lo", np.inf) <= h["actual"] <= p.get("prediction_hi", -np.inf))
-    console.print(report.rows_table(held, "held-out larger runs", ["N", "D", "actual", "prediction", "error_pct"]))
-    mape = float(np.mean([abs(h["error_pct"]) for h in held])) if held else float("nan")
-    covered = sum(h["covered"] for h in held)
-    console.print(
-        f"held-out check: {len(held)} runs above {cfg.max_fit_params:.3g} params predicted with mean abs error "
-        f"{mape:.2f}%; {covered}/{len(held)} actuals inside the 90% interval"
-    )
-    return {"fit": fitted.to_json(), "compute_optimal": optimal, "held_out": held, "held_out_mape": mape}
+    console = console or make_console()
+    start = time.perf_counter()
+    if cfg.corpus == "demo":
+        from ladderlab.data.corpus import cache_root
+        from ladderlab.data.demo_corpus import build_demo
+
+        console.print("building the demo corpus (cached after the first time) ...")
+        build_demo(cache_root(cfg.cache_dir))
+    console.print(f"training ladder {cfg.name!r} into {out}")
+    run_ladder(cfg, out, console=console)
+    trained = time.perf_counter() - start
+    summary = make_report(out, bootstrap=bootstrap, seed=seed, console=console)
+    if "ratios" in summary["mixing"]:
+        summary["mixture_check"] = check_mixture(cfg, summary["mixing"], Path(out) / "mixture-check", console)
+    summary["seconds"] = {"train": trained, "total": time.perf_counter() - start}
+    if "line" in summary["scaling"]:
+        console.print(summary["scaling"]["line"])
+    console.print(f"demo finished in {summary['seconds']['total']:.0f} s (ladder {trained:.0f} s); "
+                  f"report in {Path(out) / 'report' / 'report.md'}")
+    return summary
 
 
-def _data_constrained(cfg: DemoConfig, console: Console) -> dict[str, Any]:
-    t = read_columns(BUNDLED / "datablations_c4_fit182.csv", ["params_N", "tokens_D", "unique_tokens_U", "final_val_loss"])
-    x = {"N": t["params_N"], "D": t["tokens_D"], "U": t["unique_tokens_U"]}
-    fitted = fit(
-        "data-constrained", x, t["final_val_loss"], fixed=PUBLISHED_BASE, bootstrap=cfg.bootstrap, seed=cfg.seed
-    )
-    report.print_fit(fitted, "data-constrained law on the datablations 182 runs (published base held fixed)", console)
-    published = fitted.law.to_internal({**PUBLISHED_BASE, **PUBLISHED_R})
-    at_published = float(fitted.objective_at(published, x, t["final_val_loss"]))
-    console.print(
-        f"published R_D* {PUBLISHED_R['R_D*']:.4g}, R_N* {PUBLISHED_R['R_N*']:.4g}: objective {at_published:.6g}; "
-        f"ours R_D* {fitted.params['R_D*']:.4g}, R_N* {fitted.params['R_N*']:.4g}: objective {fitted.objective:.6g} "
-        "(the objective is nearly flat along a valley in R_D* x R_N*)"
-    )
-    return {"fit": fitted.to_json(), "published": PUBLISHED_R, "objective_at_published": at_published}
+def check_mixture(cfg: LadderConfig, mixing: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:
+    """Train the predicted best mixture at the sweep's size and multiple; compare actual with predicted loss."""
+    label, model = next(iter(models(cfg).items()))
+    check = dataclasses.replace(
+        cfg, name=f"{cfg.name}-mixture-check", sizes=(), multiples=(mixing["multiple"],), design=0, seeds=cfg.seeds[:1],
+        shapes={label: (model.d_model, model.n_layers, model.n_heads, model.d_ff)},
+        mixtures={"best": {d: round(v, 4) for d, v in mixing["ratios"].items()}})
+    table = run_ladder(check, out, console=console)
+    actual = float(table["loss"][-1])
+    error = 100 * (mixing["loss"] - actual) / actual
+    line = (f"mixing-law check: the best mixture trained at N={mixing['N']:,.0f}, {mixing['multiple']:g}xC: predicted "
+            f"{mixing['loss']:.4f}, actual {actual:.4f} (error {error:+.2f}%); main mixture {mixing['main_loss']:.4f}")
+    console.print(line)
+    return {"predicted": mixing["loss"], "actual": actual, "error_pct": error, "main_loss": mixing["main_loss"],
+            "line": line}

@@ -17,7 +17,7 @@ import numpy as np
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.table import read_columns
 
-TEXT = ("run", "size")
+TEXT = ("run", "size", "mixture")
 REQUIRED = ("run", "N", "D")
 
 

@@ -144,7 +144,7 @@ def test_data_constrained_with_base_json(tmp_path, capsys):
 
 def test_demo_reports_held_out_check(tmp_path, capsys):
     out = tmp_path / "demo.json"
-    code, stdout, _ = run(capsys, "demo", "--set", "bootstrap=8", "--json", str(out))
+    code, stdout, _ = run(capsys, "demo", "--bundled", "--set", "bootstrap=8", "--json", str(out))
     assert code == 0 and "held-out" in stdout
     doc = json.loads(out.read_text())
     held = doc["overtraining"]["held_out"]
@@ -154,9 +154,9 @@ def test_demo_reports_held_out_check(tmp_path, capsys):
 
 
 def test_demo_config_errors_are_one_line(tmp_path, capsys):
-    code, _, err = run(capsys, "demo", "--set", "bootstrapp=3")
+    code, _, err = run(capsys, "demo", "--bundled", "--set", "bootstrapp=3")
     assert code == 2 and err.count("\n") == 1 and "bootstrapp" in err
-    code, _, err = run(capsys, "demo", "--config", str(tmp_path / "missing.gin"))
+    code, _, err = run(capsys, "demo", "--bundled", "--config", str(tmp_path / "missing.gin"))
     assert code == 2 and "missing.gin" in err
 
 

@@ -1,0 +1,76 @@
+"""`LadderConfig`: a ladder spec: sizes x token multiples x mixtures x seeds, and the rules that size each run.
+
+Per-run hyperparameters follow the OLMo ladder's rules of N (non-embedding parameters, untied head included),
+written per token so they carry to short sequences: batch = 160 x 2048 tokens x (N / 1.08e8)^(2/3), peak LR =
+0.0047 (N / 1.08e8)^(-1/3), warm-up N tokens, cosine to 10%, 1xC = 20 tokens per parameter. For tiny CPU models
+the batch rule is kept (it gives ~8 sequences of 128 tokens at N = 2e4) but the LR rule, which grows without
+bound as N shrinks (0.08 at N = 2e4), is capped at `lr_max`. Every rule has a plain override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LadderConfig:
+    """What to train. Sizes are non-embedding parameter targets (the shape rule picks each model) or named shapes.
+
+    mixtures: name -> domain weights ({} = every corpus domain equally); the first is the ladder's main mixture.
+    design: also propose this many mixtures over `design_domains` with the mixing-law design function.
+    mixture_grid: "full" trains every mixture at every size x multiple; "smallest" trains the main mixture
+        everywhere and the others only at the smallest size and multiple (a RegMix-style sweep).
+    """
+
+    name: str = "ladder"
+    sizes: tuple[float, ...] = (8e3, 4e4)
+    shapes: dict[str, tuple[int, int, int, int]] = dataclasses.field(default_factory=dict)  # label -> d, L, heads, d_ff
+    multiples: tuple[float, ...] = (1.0, 2.0)  # token multiples xC
+    tokens_per_param: float = 20.0  # 1xC
+    mixtures: dict[str, dict[str, float]] = dataclasses.field(default_factory=lambda: {"equal": {}})
+    design: int = 0
+    design_method: Literal["dyadic", "uniform"] = "dyadic"
+    design_domains: tuple[str, ...] = ()
+    mixture_grid: Literal["full", "smallest"] = "full"
+    seeds: tuple[int, ...] = (0,)
+    # data
+    corpus: str = "quick"
+    tokenizer: str = "byte"
+    seq_len: int = 128
+    eval_tokens: int = 8192
+    cache_dir: str = ""
+    # shape rule (model.counts.size_for)
+    head_dim: int = 8
+    width_per_layer: int = 16
+    ffn_ratio: int = 4
+    qk_norm: bool = True
+    # hyperparameter rules of N and their overrides (0 / -1 = use the rule)
+    n_ref: float = 1.08e8
+    batch_tokens_ref: float = 160 * 2048
+    lr_ref: float = 0.0047
+    lr_max: float = 0.02
+    batch_multiple: int = 8  # batch sizes are rounded to a multiple of this (the device count must divide it)
+    warmup_tokens_per_param: float = 1.0
+    batch_size: int = 0
+    lr: float = 0.0
+    warmup_steps: int = -1
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    # running
+    swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
+    evals_per_run: int = 4  # evaluation + checkpoint points per run (the last step is always one)
+    mesh: tuple[int, int, int] = (1, -1, 1)
+    progress: bool = False  # per-step progress bars (the runner prints one line per run)
+    # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
+    # (fitted to 31 demo runs on a busy 2-core CPU)
+    flops_per_s: float = 1e10
+    step_s: float = 0.0095
+    overhead_s: float = 3.5
+
+
+# Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
+# that differs from its own only in these.
+NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "cache_dir", "name")

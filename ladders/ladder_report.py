@@ -1,0 +1,220 @@
+"""`ladderlab report DIR`: fit a finished ladder's laws and write tables, PNG plots and a Markdown summary.
+
+Reads only the results folder (runs.csv, ladder.json, each run's result.json), never JAX, so it works on any
+machine the folder is copied to. Scaling law: Chinchilla L(N, D) on the main mixture's final losses, with the
+largest run held out and predicted from the others. Mixing law: the mixtures trained at the smallest size and
+multiple, fitted per validation domain and optimised for the mean validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ladderlab.data.mixture import normalise
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.ladder_config import LadderConfig
+from ladderlab.ladders.ladder_plan import mixtures
+from ladderlab.ladders.ladder_plots import plot_curves, plot_predicted
+from ladderlab.ladders.ladder_store import LadderStore, write_atomic
+from ladderlab.scaling import report as fit_report
+from ladderlab.scaling.api import fit
+from ladderlab.scaling.runs import Runs, read_runs
+
+MIN_FIT_RUNS = 6  # the Chinchilla law has 5 parameters
+
+
+def final_rows(runs: Runs) -> list[dict[str, Any]]:
+    """Each run's last row (its final evaluation), in table order."""
+    return [{c: runs.cols[c][runs.rows_of(r)[-1]] for c in runs.cols} for r in runs.run_ids]
+
+
+def final_table(final: list[dict]) -> Table:
+    """The runs' final losses as a rich table."""
+    table = Table(title=f"final losses ({len(final)} runs)", title_justify="left")
+    for col in ("run", "N", "D", "steps", "loss"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for r in final:
+        table.add_row(str(r["run"]), f"{r['N']:,.0f}", f"{r['D']:,.0f}", f"{r['step']:.0f}", f"{r['loss']:.4f}")
+    return table
+
+
+def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, console: Console) -> dict[str, Any]:
+    """Fit L(N, D) to the main mixture's runs except the largest, and predict that one."""
+    rows = [r for r in final if r["mixture"] == main]
+    if len(rows) < MIN_FIT_RUNS + 1:
+        msg = f"scaling law skipped: {len(rows)} runs of mixture {main!r}; need {MIN_FIT_RUNS + 1} (one held out)"
+        console.print(msg)
+        return {"skipped": msg}
+    held = max(range(len(rows)), key=lambda i: (rows[i]["N"], rows[i]["D"]))
+    fit_rows = [r for i, r in enumerate(rows) if i != held]
+    x = {"N": np.array([r["N"] for r in fit_rows], float), "D": np.array([r["D"] for r in fit_rows], float)}
+    y = np.array([r["loss"] for r in fit_rows], float)
+    fitted = fit("chinchilla", x, y, bootstrap=bootstrap, seed=seed)
+    fit_report.print_fit(fitted, f"scaling law L(N, D) on {len(fit_rows)} runs of mixture {main!r} "
+                                 "(mean validation loss, nats/token)", console)
+    h = rows[held]
+    (point,) = fit_report.predictions_rows(fitted, [{"N": float(h["N"]), "D": float(h["D"])}])
+    error = 100 * (point["prediction"] - h["loss"]) / h["loss"]
+    interval = (point.get("prediction_lo", np.nan), point.get("prediction_hi", np.nan))
+    line = (f"held-out check: {h['run']} (N={h['N']:,.0f}, D={h['D']:,.0f}), the largest run, predicted from the "
+            f"other {len(fit_rows)}: loss {point['prediction']:.4f} (90% interval {interval[0]:.4f}-{interval[1]:.4f}), "
+            f"actual {h['loss']:.4f}, error {error:+.2f}%")
+    console.print(line)
+    return {"fit": fitted.to_json(), "fitted": fitted, "held_out": {"run": str(h["run"]), "N": float(h["N"]),
+            "D": float(h["D"]), "actual": float(h["loss"]), "prediction": point["prediction"],
+            "interval": [float(v) for v in interval], "error_pct": error}, "line": line,
+            "points": {"N": [r["N"] for r in rows], "D": [r["D"] for r in rows], "loss": [r["loss"] for r in rows],
+                       "held_out": [i == held for i in range(len(rows))]}}
+
+
+def mixing_section(final: list[dict], mixtures: dict[str, dict[str, float]], main: str, seed: int,
+                   console: Console) -> dict[str, Any]:
+    """Fit mixing laws to the runs at the smallest size and multiple and find the mixture with the lowest mean
+    validation loss (within the shares the runs cover)."""
+    from ladderlab.scaling.mixture import predict_mixture
+
+    n0 = min(r["N"] for r in final)
+    m0 = min(r["multiple"] for r in final if r["N"] == n0)
+    cell = [r for r in final if r["N"] == n0 and r["multiple"] == m0]
+    val = sorted(c for c in cell[0] if c.startswith("val/"))
+    domains = [c[4:] for c in val]
+    shares = [normalise(mixtures[str(r["mixture"])], domains) for r in cell]
+    used = [d for d in domains if any(s[d] > 0 for s in shares)]
+    if len(cell) < len(used) + 2:
+        msg = (f"mixing law skipped: {len(cell)} runs at the smallest size and multiple; the law over {len(used)} "
+               f"domains needs {len(used) + 2}")
+        console.print(msg)
+        return {"skipped": msg}
+    props = {d: np.array([s[d] for s in shares]) for d in used}
+    best = predict_mixture(props, {c: np.array([r[c] for r in cell], float) for c in val}, seed=seed)
+    main_rows = [r["loss"] for r in cell if r["mixture"] == main]
+    main_loss = float(np.mean(main_rows)) if main_rows else float("nan")
+    main_shares = normalise(mixtures[main], domains)
+    main_pred = float(best.model.predict_target(np.array([[main_shares[d] for d in used]]), best.target)[0])
+    mix = ", ".join(f"{d} {v:.2f}" for d, v in best.ratios.items())
+    line = (f"mixing law on {len(cell)} runs at N={n0:,.0f}, {m0:g}xC: best mixture {mix}; predicted mean validation "
+            f"loss {best.loss:.4f} (90% interval {best.interval[0]:.4f}-{best.interval[1]:.4f}) vs {main_pred:.4f} "
+            f"predicted and {main_loss:.4f} actual for {main!r}")
+    console.print(line)
+    for w in best.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    return {"prediction": best, "ratios": best.ratios, "loss": best.loss, "interval": list(best.interval),
+            "main_loss": main_loss, "main_predicted": main_pred, "N": float(n0), "multiple": float(m0), "runs": len(cell), "line": line}
+
+
+def target_section(scaling: dict, mixing: dict, target_n: float, target_d: float, console: Console) -> dict[str, Any]:
+    """The larger target: its loss from the scaling law with the main mixture, and with the best mixture by the
+    mixing law's predicted ratio best / main (mixture rankings carry over from small to large models, as RegMix
+    found)."""
+    if "fitted" not in scaling:
+        return {}
+    fitted = scaling["fitted"]
+    (point,) = fit_report.predictions_rows(fitted, [{"N": target_n, "D": target_d}])
+    out = {"N": target_n, "D": target_d, "main_loss": point["prediction"]}
+    line = f"target N={target_n:,.0f}, D={target_d:,.0f}: predicted loss {point['prediction']:.4f} with the main mixture"
+    if "ratios" in mixing:
+        out["best_loss"] = point["prediction"] * mixing["loss"] / mixing["main_predicted"]
+        out["best_mixture"] = mixing["ratios"]
+        line += f", {out['best_loss']:.4f} with the best mixture"
+    console.print(line)
+    return {**out, "line": line}
+
+
+def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target_n: float = 0.0,
+                console: Console | None = None) -> dict[str, Any]:
+    """Fit, print and write `root`/report/ (report.md, summary.json, PNGs); return the summary."""
+    console = console or fit_report.make_console()
+    store = LadderStore(root)
+    meta = store.meta()
+    if not (Path(root) / "runs.csv").is_file():
+        raise LadderlabError(f"{root}: no finished runs yet (no runs.csv); run `ladderlab ladder run` first")
+    runs, cfg = read_runs(Path(root) / "runs.csv"), meta["config"]
+    mixes = mixtures(LadderConfig(**{k: _tuple(v) for k, v in cfg.items()}))
+    main = next(iter(mixes))
+    final = final_rows(runs)
+    out = Path(root) / "report"
+    out.mkdir(exist_ok=True)
+    console.print(final_table(final))
+    scaling = scaling_section(final, main, bootstrap, seed, console)
+    mixing = mixing_section(final, mixes, main, seed, console)
+    largest = max(r["N"] for r in final)
+    target_n = target_n or 10 * largest
+    target = target_section(scaling, mixing, target_n, cfg["tokens_per_param"] * target_n, console)
+    plots = _plots(store, meta, scaling, mixing, out)
+    summary = {"name": meta["name"], "runs": len(final), "final": [_plain(r) for r in final],
+               "scaling": {k: v for k, v in scaling.items() if k not in ("fitted", "points")},
+               "mixing": {k: v for k, v in mixing.items() if k != "prediction"}, "target": target, "plots": plots}
+    write_atomic(out / "summary.json", json.dumps(_plain(summary), indent=1))
+    write_atomic(out / "report.md", markdown(summary))
+    console.print(f"report: {out / 'report.md'} ({len(plots)} plots)")
+    return _plain(summary)
+
+
+def _plots(store: LadderStore, meta: dict, scaling: dict, mixing: dict, out: Path) -> list[str]:
+    from ladderlab.scaling.plot import plot_fit
+
+    written, curves = [], {}
+    for r in meta["plan"]:
+        done = store.result(r["run"])
+        if done and done["train_curve"]:
+            steps, loss = np.array(done["train_curve"], float).T
+            curves[r["run"]] = (steps * r["batch"] * meta["config"]["seq_len"], loss)
+    if curves:
+        plot_curves(curves, out / "loss_curves.png")
+        written.append("loss_curves.png")
+    if "fitted" in scaling:
+        p = scaling["points"]
+        held = np.array(p["held_out"])
+        x = {"N": np.array(p["N"], float), "D": np.array(p["D"], float)}
+        y = np.array(p["loss"], float)
+        plot_fit(scaling["fitted"], {k: v[~held] for k, v in x.items()}, y[~held], out / "scaling_fit.png")
+        plot_predicted(y, scaling["fitted"].predict(**x), held, out / "predicted_vs_actual.png")
+        written += ["scaling_fit.png", "predicted_vs_actual.png"]
+    if "prediction" in mixing:
+        from ladderlab.scaling.mixing_plot import plot_landscape
+
+        plot_landscape(mixing["prediction"].model, mixing["prediction"], out / "mixture_landscape.png")
+        written.append("mixture_landscape.png")
+    return written
+
+
+def markdown(s: dict[str, Any]) -> str:
+    """The Markdown summary of `make_report`'s result."""
+    lines = [f"# Ladder report: {s['name']}", "", f"{s['runs']} finished runs.", "", "## Final losses", "",
+             "| run | N | D | loss |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['run']} | {r['N']:,.0f} | {r['D']:,.0f} | {r['loss']:.4f} |" for r in s["final"]]
+    sc = s["scaling"]
+    lines += ["", "## Scaling law", ""]
+    if "fit" in sc:
+        lines += ["| parameter | value |", "|---|---:|"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in sc["fit"]["params"].items()]
+        lines += ["", sc["line"]]
+    else:
+        lines.append(sc.get("skipped", ""))
+    mx = s["mixing"]
+    lines += ["", "## Mixing law", "", mx.get("line", mx.get("skipped", ""))]
+    if s["target"]:
+        lines += ["", "## Target", "", s["target"]["line"]]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]
+    return "\n".join(lines) + "\n"
+
+
+def _tuple(v: Any) -> Any:
+    """JSON lists back to the tuples LadderConfig holds."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

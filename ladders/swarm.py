@@ -1,0 +1,297 @@
+"""Swarm training: many runs of one shape trained together, vmapped over a leading member axis M in one jitted step.
+
+Members share the model, batch, sequence length, steps, mesh and optimizer constants; each has its own data stream
+(mixture, data seed), init seed and learning-rate schedule (a table lr_MxS of every member's rate at every step).
+The member axis is replicated; the other axes shard as a lone run's would. `chunk` vmaps that many members at
+once and loops over the chunks inside the step (all at once by default; one by one suits a CPU, see
+benchmarks/swarm_throughput.py). Each member's run_dir gets what `ladders.train.train` writes (config.gin,
+metrics.jsonl, TensorBoard); the swarm checkpoints its stacked state and every member's data position in one folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ladderlab.config import dump_gin
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.checkpoint import Checkpoints
+from ladderlab.ladders.config import TrainConfig
+from ladderlab.ladders.metrics import RunLog
+from ladderlab.ladders.schedule import make_schedule
+from ladderlab.ladders.step import BATCH_KEYS, token_sums, train_step
+from ladderlab.ladders.train import Trainer
+from ladderlab.model.counts import param_counts
+from ladderlab.model.decoder import Decoder
+
+# Fields that may differ between members; every other TrainConfig field (dotted for nested configs) is shared.
+PER_MEMBER = ("run_dir", "checkpoint_dir", "seed", "progress", "lr", "schedule", "warmup_steps", "min_lr_ratio",
+              "decay_fraction", "data.mixture", "data.seed", "data.train_tokens", "data.max_epochs",
+              "data.on_overrepeat")
+
+
+def check_swarm(cfgs: Sequence[TrainConfig]) -> None:
+    """Raise a one-line LadderlabError naming the first shared field on which a member differs from member 0."""
+    if not cfgs:
+        raise LadderlabError("swarm: no member configs")
+    runs = [str(Path(c.run_dir).resolve()) for c in cfgs]
+    for i, run in enumerate(runs):
+        if runs.index(run) != i:
+            raise LadderlabError(f"swarm member {i}: run_dir={cfgs[i].run_dir!r} is also member {runs.index(run)}'s")
+    first = _fields(cfgs[0])
+    for i, cfg in enumerate(cfgs[1:], 1):
+        for key, value in _fields(cfg).items():
+            if key not in PER_MEMBER and value != first[key]:
+                raise LadderlabError(f"swarm member {i} ({cfg.run_dir}): {key}={value!r} differs from member 0's "
+                                     f"{first[key]!r}; members may differ only in {', '.join(PER_MEMBER)}")
+
+
+def learning_rates(cfgs: Sequence[TrainConfig]) -> np.ndarray:
+    """lr_MxS: member m's learning rate at step s (its own schedule), the per-member values the step reads."""
+    def table(c: TrainConfig) -> np.ndarray:
+        schedule = make_schedule(c.schedule, c.lr, c.steps, c.warmup_steps, floor_ratio=c.min_lr_ratio,
+                                 decay_fraction=c.decay_fraction)
+        return np.asarray(schedule(jnp.arange(c.steps)), np.float32)  # eager: no compile per member
+
+    return np.stack([table(c) for c in cfgs])
+
+
+def scaled(unit: optax.GradientTransformation, lr: jax.Array) -> optax.GradientTransformation:
+    """`unit` (the optimizer at learning rate 1) with its updates times `lr`: AdamW at rate lr, same state."""
+    def update(updates, state, params=None):
+        updates, state = unit.update(updates, state, params)
+        return jax.tree.map(lambda u: u * lr, updates), state
+
+    return optax.GradientTransformation(unit.init, update)
+
+
+class MemberIterators:
+    """Every member's data iterator as one: `next` gives a list of batches, and the state (JSON bytes) holds every
+    position, so grain's orbax handler saves and restores the whole swarm's data as one checkpoint item."""
+
+    def __init__(self, iterators: Sequence[Any]):
+        self.iterators = list(iterators)
+
+    def __next__(self) -> list[dict[str, np.ndarray]]:
+        return [next(it) for it in self.iterators]
+
+    def get_state(self) -> bytes:
+        return json.dumps([it.get_state() for it in self.iterators]).encode()
+
+    def set_state(self, state: bytes) -> None:
+        for it, s in zip(self.iterators, json.loads(state), strict=True):
+            it.set_state(s)
+
+    def start_prefetch(self) -> None:
+        for it in self.iterators:
+            if hasattr(it, "start_prefetch"):
+                it.start_prefetch()
+
+
+class Swarm:
+    """The compiled pieces of a swarm: stacked state shardings, vmapped init, train step and eval step."""
+
+    def __init__(self, cfgs: Sequence[TrainConfig], devices: list[Any] | None = None, chunk: int | None = None):
+        """chunk: members vmapped at once, chunks run in a loop inside the step (default all: one vmap)."""
+        check_swarm(cfgs)
+        if chunk is not None and chunk < 1:
+            raise LadderlabError(f"swarm: chunk={chunk} must be at least 1 member")
+        self.cfgs, cfg, M = list(cfgs), cfgs[0], len(cfgs)
+        member = Trainer(dataclasses.replace(cfg, lr=1.0, schedule="constant", warmup_steps=0), devices)
+        self.mesh, self.graphdef = member.mesh, member.graphdef
+        self.unit = member.optimizer  # make_optimizer at a constant rate of 1 (same state tree as every member's)
+        self.shardings = jax.tree.map(_stacked, member.shardings)
+        self.abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct((M, *x.shape), x.dtype, sharding=s),
+                                     member.abstract, self.shardings)
+        self.batch_sharding = _stacked(member.batch_sharding)
+        replicated = NamedSharding(self.mesh, P())
+        self.lr_MxS = jax.device_put(learning_rates(cfgs), replicated)
+        graphdef, unit, steps = self.graphdef, self.unit, cfg.steps
+
+        def member_step(state, batch, lr_S):
+            lr = lr_S[jnp.minimum(state["step"], steps - 1)]
+            return train_step(graphdef, scaled(unit, lr), lambda _: lr, cfg, state, batch)
+
+        def member_eval(params, batch):
+            _, (ce, _, tokens) = token_sums(graphdef, params, batch)
+            return ce, tokens
+
+        batch_shardings = {k: self.batch_sharding for k in BATCH_KEYS}
+
+        def chunked_step(state, batch, lr_MxS):  # a loop over chunks of members, each chunk vmapped
+            return jax.lax.map(lambda args: member_step(*args), (state, batch, lr_MxS), batch_size=chunk)
+
+        swarm_step = jax.vmap(member_step) if (chunk or M) >= M else chunked_step
+        self.step = jax.jit(swarm_step, in_shardings=(self.shardings, batch_shardings, replicated),
+                            out_shardings=(self.shardings, replicated), donate_argnums=0)
+        self._unstack = jax.jit(lambda state: [jax.tree.map(lambda x: x[i], state) for i in range(M)],
+                                out_shardings=[member.shardings] * M)
+        self.eval_step = jax.jit(jax.vmap(member_eval, in_axes=(0, None)),
+                                 in_shardings=(self.shardings["params"], None), out_shardings=replicated)
+
+    def init(self) -> dict:
+        """Every member's state from its own seed (bit-identical to `init_state`), stacked on axis 0."""
+        model, unit = self.cfgs[0].model, self.unit
+
+        def one(seed):
+            params = nnx.to_pure_dict(nnx.state(Decoder(model, nnx.Rngs(jax.random.key(seed)))))
+            return {"params": params, "opt": unit.init(params), "step": jnp.zeros((), jnp.int32)}
+
+        seeds = jnp.asarray([c.seed for c in self.cfgs], jnp.int32)
+        return jax.jit(jax.vmap(one), out_shardings=self.shardings)(seeds)
+
+    def global_batch(self, local: list[dict[str, np.ndarray]]) -> dict[str, jax.Array]:
+        """Each member's local rows -> one [M, batch, seq] array per key, rows split over data x fsdp."""
+        cfg = self.cfgs[0]
+        rows, shape = cfg.batch_size // jax.process_count(), (len(self.cfgs), cfg.batch_size, cfg.data.seq_len)
+        for i, batch in enumerate(local):
+            for key in BATCH_KEYS:
+                if key not in batch or batch[key].shape != (rows, cfg.data.seq_len):
+                    got = batch[key].shape if key in batch else None
+                    raise LadderlabError(f"swarm member {i} batch {key!r}: expected {(rows, cfg.data.seq_len)}, "
+                                         f"got {got}")
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.stack([b[k] for b in local]), shape)
+                for k in BATCH_KEYS}
+
+    def evaluate(self, params: dict, eval_sets: dict[str, list[dict]],
+                 bytes_per_token: dict[str, float] | None = None) -> list[dict[str, float]]:
+        """Per member: each domain's mean loss (nats per token) and bits per byte, as `train.evaluate` gives."""
+        out = [{} for _ in self.cfgs]
+        for domain, batches in eval_sets.items():
+            ce, tokens = 0.0, 0.0
+            for batch in batches:
+                c, n = jax.device_get(self.eval_step(params, {k: batch[k] for k in BATCH_KEYS}))
+                ce, tokens = ce + c.astype(np.float64), tokens + n.astype(np.float64)
+            for row, c, n in zip(out, ce.tolist(), tokens.tolist()):
+                row[f"{domain}/loss"] = c / max(n, 1.0)
+                if bytes_per_token and domain in bytes_per_token:
+                    row[f"{domain}/bpb"] = c / math.log(2) / max(n * bytes_per_token[domain], 1e-9)
+        return out
+
+    def unstack(self, state: dict) -> list[dict]:
+        """Every member's slice of the stacked state, sharded as a lone run's: the tree `train` returns."""
+        return self._unstack(state)
+
+
+def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] | None = None,
+                stop_after: int | None = None, *, chunk: int | None = None, batches: Sequence[Iterator] | None = None,
+                eval_sets: dict[str, list[dict]] | None = None,
+                bytes_per_token: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Train every member together (resuming from swarm_dir's checkpoints) to their shared steps; per member, return
+    what `train` returns: {"params", "train", "eval", "state"}.
+
+    stop_after: end (with a checkpoint) after this step, as a preemption would; a later call resumes the swarm.
+    chunk: members vmapped at once (default all, for accelerators; on a CPU, 1 runs members one by one in the step).
+    batches: one grain DatasetIterator per member (default: `data.pipeline.train_batches` of each member's data);
+    eval_sets and bytes_per_token: shared by all members (default: the pipeline's, from member 0's data config).
+    """
+    cfg = cfgs[0] if cfgs else None
+    if cfg is not None and cfg.distributed:
+        jax.distributed.initialize()
+    swarm = Swarm(cfgs, devices, chunk)
+    if batches is None:
+        from ladderlab.data import pipeline
+
+        batches = [pipeline.train_batches(c.data, c.batch_size, process_index=jax.process_index(),
+                                          process_count=jax.process_count()) for c in cfgs]
+        eval_sets = pipeline.eval_batches(cfg.data, cfg.eval_batch_size)
+        bytes_per_token = pipeline.eval_bytes_per_token(cfg.data)
+    if len(batches) != len(cfgs):
+        raise LadderlabError(f"swarm: {len(batches)} data iterators for {len(cfgs)} members")
+    data = MemberIterators(batches)
+    _claim(Path(swarm_dir), cfgs)
+    for c in cfgs:
+        Path(c.run_dir).mkdir(parents=True, exist_ok=True)
+        if jax.process_index() == 0:
+            (Path(c.run_dir) / "config.gin").write_text(dump_gin(c))
+    checkpoints = Checkpoints(Path(swarm_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
+    logs: list[RunLog] = []
+    results = [{"params": param_counts(cfg.model)} for _ in cfgs]
+    try:
+        restored = checkpoints.restore(swarm.abstract, data)
+        state, start = restored if restored else (swarm.init(), 0)
+        logs = [RunLog(c.run_dir, start, cfg.steps, c.progress and i == 0) for i, c in enumerate(cfgs)]
+        pending = None
+
+        def settle() -> None:  # fetch the last dispatched step's metrics (the host's only wait)
+            nonlocal pending
+            if pending is not None:
+                step, metrics = pending
+                pending = None
+                metrics = jax.device_get(metrics)
+                for i, (log, result) in enumerate(zip(logs, results)):
+                    row = _finite({k: float(v[i]) for k, v in metrics.items()}, step, cfgs[i], checkpoints)
+                    result["train"] = log.train(step, row)
+
+        end = min(cfg.steps, stop_after or cfg.steps)
+        with jax.set_mesh(swarm.mesh):
+            for step in range(start + 1, end + 1):
+                state, metrics = swarm.step(state, swarm.global_batch(next(data)), swarm.lr_MxS)
+                last, evals = step == end, cfg.eval_every and step % cfg.eval_every == 0
+                if pending is not None and (pending[0] % cfg.log_every == 0 or last):
+                    settle()
+                pending = (step, metrics)
+                if last or evals or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                    settle()
+                if eval_sets and (last or evals):
+                    for log, result, row in zip(logs, results, swarm.evaluate(state["params"], eval_sets,
+                                                                              bytes_per_token)):
+                        result["eval"] = row
+                        log.eval(step, row)
+                if last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                    checkpoints.save(step, state, data)
+        for result, member_state in zip(results, swarm.unstack(state)):
+            result["state"] = member_state
+        return results
+    finally:
+        checkpoints.close()
+        for log in logs:
+            log.close()
+
+
+def _claim(swarm_dir: Path, cfgs: Sequence[TrainConfig]) -> None:
+    """Record the members' run_dirs in swarm_dir/members.json; refuse a folder that holds a different swarm."""
+    path, members = swarm_dir / "members.json", [os.path.abspath(c.run_dir) for c in cfgs]
+    if path.exists() and json.loads(path.read_text()) != members:
+        raise LadderlabError(f"{path}: this swarm_dir holds other members {json.loads(path.read_text())}")
+    if jax.process_index() == 0:
+        swarm_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(members))
+
+
+def _finite(metrics: dict[str, float], step: int, cfg: TrainConfig, checkpoints: Checkpoints) -> dict[str, float]:
+    bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
+    if bad:
+        last = checkpoints.latest()
+        where = f"step {last} in {checkpoints.directory}" if last is not None else "none saved"
+        raise LadderlabError(f"swarm member {cfg.run_dir}: step {step}: {bad[0]} is {metrics[bad[0]]}; stopping "
+                             f"(last good checkpoint: {where})")
+    return metrics
+
+
+def _stacked(sharding: NamedSharding) -> NamedSharding:
+    """The same sharding with a replicated member axis in front."""
+    return NamedSharding(sharding.mesh, P(None, *sharding.spec))
+
+
+def _fields(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted field name -> value over a config and the dataclasses nested in it."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_fields(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out

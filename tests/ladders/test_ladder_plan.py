@@ -1,0 +1,80 @@
+"""Ladder plans: the OLMo ladder's rules of N (checked against its published rungs), run lists, bad specs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ladderlab.cli import main
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.ladder_config import LadderConfig
+from ladderlab.ladders.ladder_plan import hyperparameters, mixtures, plan, size_label
+
+# The OLMo ladder's rungs (4096-token sequences, batch rounded to a multiple of 64): N, batch, warm-up steps.
+OLMO = [(190_354_176, 128, 363), (371_262_464, 192, 472), (758_220_288, 320, 578), (1_279_395_840, 384, 813)]
+
+
+@pytest.mark.parametrize("n, batch, warmup", OLMO)
+def test_rules_reproduce_the_olmo_ladder(n, batch, warmup):
+    cfg = LadderConfig(seq_len=4096, batch_multiple=64, lr_max=1.0)
+    got_batch, lr, warmup_tokens = hyperparameters(cfg, n)
+    assert got_batch == batch
+    assert round(warmup_tokens / (batch * 4096)) == warmup
+    # OLMo divides the 2048-token LR by 4 for 4096-token sequences; the 2048-token rule itself:
+    assert lr == pytest.approx(0.0047 * (n / 1.08e8) ** (-1 / 3))
+
+
+def test_tiny_models_keep_the_batch_rule_and_cap_the_lr():
+    cfg = LadderConfig()
+    assert hyperparameters(cfg, 2e4) == (8, 0.02, 2e4)  # 160 x 2048 x (2e4/1.08e8)^(2/3) tokens = 8.3 rows of 128
+    assert hyperparameters(dataclasses.replace(cfg, lr=3e-3, batch_size=24), 2e4)[:2] == (24, 3e-3)
+
+
+def test_plan_lists_sizes_multiples_mixtures_and_seeds():
+    cfg = LadderConfig(sizes=(8e3, 2.5e4), multiples=(1.0, 2.0), seeds=(0, 1), width_per_layer=32,
+                       mixtures={"equal": {}, "code": {"code": 1.0}}, mixture_grid="smallest")
+    runs = plan(cfg)
+    assert [r.run for r in runs] == [
+        "8.3k-1xC-equal-s0", "8.3k-1xC-equal-s1", "8.3k-1xC-code-s0", "8.3k-1xC-code-s1",
+        "8.3k-2xC-equal-s0", "8.3k-2xC-equal-s1", "25k-1xC-equal-s0", "25k-1xC-equal-s1",
+        "25k-2xC-equal-s0", "25k-2xC-equal-s1"]
+    first = runs[0]
+    assert (first.n, first.model.d_model, first.model.n_layers) == (8320, 16, 1)
+    assert first.steps == round(20 * 8320 / (8 * 128)) and first.tokens == first.steps * 8 * 128
+    assert first.flops == 6 * 8320 * first.tokens
+    assert first.warmup_steps == round(8320 / 1024)
+
+
+def test_designed_mixtures_come_from_the_mixing_law_design():
+    mixes = mixtures(LadderConfig(design=4, design_domains=("a", "b", "c")))
+    assert list(mixes) == ["equal", "mix1", "mix2", "mix3", "mix4"]
+    assert all(abs(sum(m.values()) - 1) < 1e-5 and set(m) <= {"a", "b", "c"} for m in list(mixes.values())[1:])
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(sizes=(1000.0,)), ["1000", "too far from the shape rule", "3136"]),
+    (dict(sizes=(8e3, 8.5e3)), ["same model"]),
+    (dict(design=3), ["design_domains"]),
+    (dict(shapes={"odd": (30, 1, 4, 64)}), ["n_heads=4"]),
+    (dict(multiples=(0.0,)), ["multiples"]),
+])
+def test_bad_specs_are_one_line_errors(change, words):
+    with pytest.raises(LadderlabError) as e:
+        plan(dataclasses.replace(LadderConfig(), **change))
+    assert all(w in str(e.value) for w in words) and "\n" not in str(e.value)
+
+
+def test_size_labels():
+    assert [size_label(v) for v in (950, 8320, 24_832, 190_354_176, 1.3e9)] == ["950", "8.3k", "25k", "190M", "1.3B"]
+
+
+def test_cli_plan_prints_every_run(tmp_path, capsys):
+    cfg = tmp_path / "l.gin"
+    cfg.write_text("LadderConfig.sizes = (8e3, 2.5e4)\nLadderConfig.multiples = (1.0, 4.0)\n"
+                   "LadderConfig.width_per_layer = 32\n")
+    assert main(["ladder", "plan", str(cfg), "--set", "seeds=(0, 1)", "--json", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "8 runs" in out and "25k-4xC-equal-s1" in out
+    assert main(["ladder", "plan", str(cfg), "--set", "sizes=(10.0,)"]) == 2
+    assert "too far from the shape rule" in capsys.readouterr().err

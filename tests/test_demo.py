@@ -1,0 +1,81 @@
+"""`ladderlab demo` end to end on a tiny corpus: the ladder folder's finished runs are skipped (their losses come
+from known laws, so the held-out error is known), the report is printed, and the best mixture is really trained."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+from ladderlab.cli import main
+from ladderlab.config import load_config
+from ladderlab.data.mixture import normalise
+from ladderlab.ladders.ladder_config import LadderConfig
+from ladderlab.ladders.ladder_plan import mixtures, plan
+from ladderlab.ladders.ladder_store import LadderStore, write_atomic
+
+DOMAINS = ["a", "b", "c"]
+
+
+def chinchilla(n, d):
+    return 1.8 + 40.0 / n**0.45 + 300.0 / d**0.4
+
+
+def finish_runs(root, cfg):
+    """Mark every planned run finished; main-mixture losses follow Chinchilla, the sweep a mixing law."""
+    runs, mixes = plan(cfg), mixtures(cfg)
+    store = LadderStore.create(root, cfg, runs)
+    t = np.array([[-2.0, 0.5, 0.0], [0.3, -1.5, 0.0], [0.2, 0.4, 0.0]])
+    equal = np.full(3, 1 / 3)
+    base = chinchilla(runs[0].n, runs[0].tokens) - np.mean(2.0 + np.exp(t @ equal))
+    for r in runs:
+        shares = np.array(list(normalise(mixes[r.mixture], DOMAINS).values()))
+        val = base + 2.0 + np.exp(t @ shares) if r.tokens == runs[0].tokens and r.n == runs[0].n else \
+            np.full(3, chinchilla(r.n, r.tokens))
+        row = {"run": r.run, "size": r.size, "mixture": r.mixture, "multiple": r.multiple, "seed": r.seed, "N": r.n,
+               "D": r.tokens, "step": r.steps, "lr": r.lr, "train_loss": 3.0, "loss": float(val.mean()),
+               **{f"val/{d}": float(v) for d, v in zip(DOMAINS, val)}}
+        store.run_dir(r.run).mkdir(parents=True)
+        write_atomic(store.run_dir(r.run) / "result.json",
+                     json.dumps({"run": r.run, "rows": [row], "train_curve": [[r.steps, 3.0]], "seconds": 1.0}))
+    store.write_table()
+
+
+def test_demo_reports_held_out_check_and_trains_the_best_mixture(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for name, chars in {"a": "abcdefgh ", "b": "0123456789+= ", "c": "def x():\n return (y)"}.items():
+        docs = [json.dumps({"text": "".join(rng.choice(list(chars), 400))}) for _ in range(60)]
+        (corpus / f"{name}.jsonl").write_text("\n".join(docs) + "\n")
+    config = tmp_path / "ladder.gin"
+    config.write_text(textwrap.dedent(f"""
+        LadderConfig.corpus = "{corpus}"
+        LadderConfig.cache_dir = "{tmp_path / 'cache'}"
+        LadderConfig.sizes = (3e3, 8e3, 2.5e4, 3.6e4)
+        LadderConfig.multiples = (0.05, 0.1)
+        LadderConfig.design = 5
+        LadderConfig.design_domains = ("a", "b", "c")
+        LadderConfig.mixture_grid = "smallest"
+        LadderConfig.width_per_layer = 32
+        LadderConfig.seq_len = 32
+        LadderConfig.eval_tokens = 256
+        LadderConfig.evals_per_run = 1
+    """))
+    out = tmp_path / "ladder"
+    finish_runs(out, load_config(LadderConfig, config))
+    doc_path = tmp_path / "demo.json"
+    code = main(["demo", "--config", str(config), "--out", str(out), "--bootstrap", "10", "--json", str(doc_path)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    held = [line for line in stdout.splitlines() if "held-out" in line]
+    assert held and held[0].startswith("held-out check: 36k-0.1xC-equal-s0")
+    doc = json.loads(doc_path.read_text())
+    assert abs(doc["scaling"]["held_out"]["error_pct"]) < 0.5
+    check = doc["mixture_check"]
+    assert math.isfinite(check["actual"]) and 1.0 < check["actual"] < math.log(259)
+    assert check["predicted"] == pytest.approx(doc["mixing"]["loss"])
+    assert (out / "mixture-check" / "runs.csv").is_file() and (out / "report" / "report.md").is_file()
