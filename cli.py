@@ -138,7 +138,7 @@ def build_parser() -> Parser:
     p.add_argument("--json", metavar="OUT")
     _add_mixture_parsers(sub, laws, what)  # issue 4: mixing laws, CMR, mixture optimisation
     _add_ladder_parsers(sub)  # issue 7: ladder plan / run / status, report
-    _add_grow_parsers(sub)  # issue 8: model growth plan / compare
+    _add_grow_parsers(sub)  # issue 8: model growth plan / compare / refit
     return parser
 
 
@@ -584,7 +584,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 # --- end of ladders block ------------------------------------------------------------------------------------------
 
 
-# --- growth (issue 8): grow plan / compare -------------------------------------------------------------------------
+# --- growth (issue 8): grow plan / compare / refit --------------------------------------------------------------------
 def _add_grow_parsers(sub: Any) -> None:
     grow = sub.add_parser("grow", help="model growth (G_stack and other operators): plan a growth run, compare operators")
     steps = grow.add_subparsers(dest="grow_command", required=True, parser_class=Parser)
