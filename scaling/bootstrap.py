@@ -65,7 +65,7 @@ def bootstrap(
     warm=True from its optimum alone, all replicates at once by batched Levenberg-Marquardt (for many replicates
     of a well-posed fit). Rows in `always` (e.g. an anchor point) join every resample.
     """
-    law, y = fitted.law, np.asarray(y, float)
+    y = np.asarray(y, float)
     x = {k: np.asarray(v, float) for k, v in x.items()}
     fixed = dict(fixed or {})
     pool = np.arange(len(y)) if always is None else np.setdiff1d(np.arange(len(y)), always)

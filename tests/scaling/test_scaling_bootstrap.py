@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
-import pytest
 
-import ladderlab.scaling.bootstrap as boot_module
 from ladderlab.scaling import api
-from ladderlab.scaling.bootstrap import bootstrap, resample_indices
+from ladderlab.scaling.bootstrap import resample_indices
 from ladderlab.scaling.law import fit_law
 from ladderlab.scaling.power import PowerLaw
 
@@ -96,23 +97,36 @@ def test_bootstrap_respects_fixed_parameters():
     assert np.std(public[:, 1]) > 0
 
 
-def test_bootstrap_parallel_equals_serial(monkeypatch):
-    if "jax" in sys.modules:
-        pytest.skip("bootstrap never forks once JAX is imported, so there is no parallel path to compare")
-    pools = []
+def test_bootstrap_parallel_equals_serial():
+    """In a fresh interpreter: once any test has imported JAX, this process's bootstrap never forks."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import ladderlab.scaling.bootstrap as boot_module
+        from ladderlab.scaling import api
+        sys.path.insert(0, %r)
+        from test_scaling_bootstrap import size_data
 
-    class CountingPool(boot_module.ProcessPoolExecutor):
-        def __init__(self, *args, **kwargs):
-            pools.append(args[0] if args else kwargs.get("max_workers"))
-            super().__init__(*args, **kwargs)
+        pools = []
 
-    monkeypatch.setattr(boot_module, "ProcessPoolExecutor", CountingPool)
-    x, y = size_data()
-    serial = api.fit("size", x, y, bootstrap=50, seed=21, workers=1)
-    assert pools == []
-    parallel = api.fit("size", x, y, bootstrap=50, seed=21, workers=2)
-    assert pools == [2]  # 50 replicates allow 2 workers (at least 25 each)
-    np.testing.assert_array_equal(parallel.boot_BxP, serial.boot_BxP)
+        class CountingPool(boot_module.ProcessPoolExecutor):
+            def __init__(self, *args, **kwargs):
+                pools.append(args[0] if args else kwargs.get("max_workers"))
+                super().__init__(*args, **kwargs)
+
+        boot_module.ProcessPoolExecutor = CountingPool
+        x, y = size_data()
+        serial = api.fit("size", x, y, bootstrap=50, seed=21, workers=1)
+        assert pools == [], pools
+        parallel = api.fit("size", x, y, bootstrap=50, seed=21, workers=2)
+        assert pools == [2], pools  # 50 replicates allow 2 workers (at least 25 each)
+        np.testing.assert_array_equal(parallel.boot_BxP, serial.boot_BxP)
+        assert "jax" not in sys.modules
+        print("parallel == serial")
+    """) % str(Path(__file__).parent)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "parallel == serial"
 
 
 def test_bootstrap_coverage_of_prediction_interval():
