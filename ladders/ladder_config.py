@@ -22,6 +22,11 @@ class LadderConfig:
     design: also propose this many mixtures over `design_domains` with the mixing-law design function.
     mixture_grid: "full" trains every mixture at every size x multiple; "smallest" trains the main mixture
         everywhere and the others only at the smallest size and multiple (a RegMix-style sweep).
+    growth: "<operator>:<depth|width>" entries; each run also gets one grown variant per entry, whose small model
+        (g = growth_factor) trains the first `growth_fraction` of the run's tokens and the grown model the rest.
+    cpt: continual pre-training phases, name -> {"base": mixture, "mixture": {domain: weight}, "fraction": f}:
+        every run of mixture `base` is continued from its final parameters (fresh optimizer and schedule) on the
+        new mixture for f x its tokens.
     """
 
     name: str = "ladder"
@@ -35,6 +40,10 @@ class LadderConfig:
     design_domains: tuple[str, ...] = ()
     mixture_grid: Literal["full", "smallest"] = "full"
     seeds: tuple[int, ...] = (0,)
+    growth: tuple[str, ...] = ()
+    growth_factor: int = 4
+    growth_fraction: float = 0.25
+    cpt: dict[str, dict] = dataclasses.field(default_factory=dict)
     # data
     corpus: str = "quick"
     tokenizer: str = "byte"

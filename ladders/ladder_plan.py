@@ -1,9 +1,11 @@
 """A ladder's run list: each run's model, tokens, steps, batch, LR and warm-up from the rules of N, and its
-TrainConfig. Pure arithmetic (no JAX), so `ladderlab ladder plan` is instant.
+TrainConfig; then each run's growth variants and continual-pre-training phases. Pure arithmetic (no JAX is run),
+so `ladderlab ladder plan` is instant.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,9 @@ BYTE_VOCAB = 259  # the byte tokenizer: 256 bytes + pad, BOS, EOS
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of the ladder. `tokens` is what the run really trains on: steps x batch x seq_len."""
+    """One run of the ladder. `tokens` is what the run really trains on (a grown variant: both phases; a CPT phase:
+    the phase only); `steps` are its last phase's. `tokens_before` / `flops_before` come before that phase (the
+    small model's, or the base run's), so the runs table's D and FLOPs count everything the model has seen."""
 
     run: str
     size: str
@@ -36,8 +40,14 @@ class PlannedRun:
     lr: float
     warmup_steps: int
     tokens: int
-    flops: float  # 6 N D
+    flops: float  # 6 N D (a grown variant: both phases)
     est_s: float
+    operator: str = ""  # growth variants: "<operator>:<dim>"
+    growth_steps: int = 0  # steps of the small model
+    g: float = 1.0  # growth factor as non-embedding parameters grown / small
+    base_run: str = ""  # CPT phases: the run continued
+    tokens_before: int = 0
+    flops_before: float = 0.0
 
     def row(self) -> dict[str, Any]:
         """The plan's table row (also stored in the results folder for `ladder status`)."""
@@ -45,7 +55,9 @@ class PlannedRun:
         return {"run": self.run, "size": self.size, "multiple": self.multiple, "mixture": self.mixture,
                 "seed": self.seed, "N": self.n, "d_model": m.d_model, "layers": m.n_layers, "D": self.tokens,
                 "flops": self.flops, "steps": self.steps, "batch": self.batch_size, "lr": self.lr,
-                "warmup": self.warmup_steps, "est_s": self.est_s}
+                "warmup": self.warmup_steps, "est_s": self.est_s, "operator": self.operator,
+                "growth_steps": self.growth_steps, "g": self.g, "base_run": self.base_run,
+                "tokens_before": self.tokens_before, "flops_before": self.flops_before}
 
 
 def size_label(n: float) -> str:
@@ -118,7 +130,7 @@ def hyperparameters(cfg: LadderConfig, n: float) -> tuple[int, float, float]:
 
 
 def plan(cfg: LadderConfig) -> list[PlannedRun]:
-    """Every run of the ladder, ordered by size, multiple, mixture and seed."""
+    """Every run of the ladder, ordered by size, multiple, mixture and seed, each followed by its variants."""
     if not cfg.multiples or min(cfg.multiples) <= 0 or cfg.tokens_per_param <= 0:
         raise LadderlabError(f"multiples={cfg.multiples}, tokens_per_param={cfg.tokens_per_param}: must be positive")
     if cfg.seq_len <= 0 or cfg.evals_per_run < 1 or not cfg.seeds:
@@ -142,9 +154,61 @@ def plan(cfg: LadderConfig) -> list[PlannedRun]:
                     est = cfg.overhead_s + steps * cfg.step_s + \
                         tokens * flops_per_token(model, cfg.seq_len)["detailed"] / cfg.flops_per_s
                     run_id = f"{label}-{multiple:g}xC-{name}-s{seed}"
-                    runs.append(PlannedRun(run_id, label, float(multiple), name, weights, seed, model, n, steps, batch,
-                                           lr, min(warmup, steps), tokens, 6.0 * n * tokens, est))
+                    run = PlannedRun(run_id, label, float(multiple), name, weights, seed, model, n, steps, batch,
+                                     lr, min(warmup, steps), tokens, 6.0 * n * tokens, est)
+                    runs += [run, *(grown(cfg, run, entry) for entry in cfg.growth), *continued(cfg, run, mixes)]
     return runs
+
+
+def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
+    """`run` grown by `entry` ("<operator>:<dim>"): the small model trains the first `growth_fraction` of the
+    steps, the grown model the rest (G_learn's map training counted in its FLOPs, as `grow_run` counts it)."""
+    from ladderlab.ladders.grow_config import GrowConfig
+    from ladderlab.model.growth import OPERATORS, small_model
+
+    operator, _, dim = entry.partition(":")
+    if operator not in OPERATORS or dim not in ("depth", "width"):
+        raise LadderlabError(f"growth: {entry!r}: expected OPERATOR:DIM with OPERATOR in {', '.join(OPERATORS)} "
+                             f"and DIM depth or width")
+    small_steps = round(cfg.growth_fraction * run.steps)
+    if not 0 < small_steps < run.steps:
+        raise LadderlabError(f"growth_fraction={cfg.growth_fraction}: gives {small_steps} of {run.run}'s "
+                             f"{run.steps} steps to the small model; need at least one step in each phase")
+    small = small_model(run.model, cfg.growth_factor, dim)
+    n_small, per_step = param_counts(small)["non_embedding"], run.batch_size * cfg.seq_len
+    before = 6.0 * n_small * small_steps * per_step
+    if operator == "learn":
+        before += 6.0 * run.n * GrowConfig().learn_steps * per_step
+    steps = run.steps - small_steps
+    est = cfg.overhead_s + run.steps * cfg.step_s + per_step * (
+        small_steps * flops_per_token(small, cfg.seq_len)["detailed"] +
+        steps * flops_per_token(run.model, cfg.seq_len)["detailed"]) / cfg.flops_per_s
+    return dataclasses.replace(run, run=f"{run.run}-grow-{operator}-{dim}", steps=steps,
+                               warmup_steps=min(run.warmup_steps, steps), flops=before + 6.0 * run.n * steps * per_step,
+                               est_s=est, operator=entry, growth_steps=small_steps, g=run.n / n_small,
+                               tokens_before=small_steps * per_step, flops_before=before)
+
+
+def continued(cfg: LadderConfig, run: PlannedRun, mixes: dict[str, dict[str, float]]) -> list[PlannedRun]:
+    """The CPT phases of `run`: from its final parameters, `fraction` x its tokens more on each new mixture."""
+    out = []
+    for name, phase in cfg.cpt.items():
+        if set(phase) != {"base", "mixture", "fraction"} or not phase["fraction"] > 0:
+            raise LadderlabError(f"cpt.{name}={phase}: expected {{'base': mixture name, 'mixture': {{domain: weight}}, "
+                                 f"'fraction': tokens as a fraction of the base run's, > 0}}")
+        if phase["base"] not in mixes:
+            raise LadderlabError(f"cpt.{name}: base={phase['base']!r} is not one of the ladder's mixtures")
+        if phase["base"] != run.mixture:
+            continue
+        steps = max(1, round(phase["fraction"] * run.steps))
+        tokens = steps * run.batch_size * cfg.seq_len
+        est = cfg.overhead_s + steps * cfg.step_s + \
+            tokens * flops_per_token(run.model, cfg.seq_len)["detailed"] / cfg.flops_per_s
+        out.append(dataclasses.replace(run, run=f"{run.run}-cpt-{name}", mixture=name, weights=dict(phase["mixture"]),
+                                       steps=steps, warmup_steps=min(run.warmup_steps, steps), tokens=tokens,
+                                       flops=6.0 * run.n * tokens, est_s=est, base_run=run.run,
+                                       tokens_before=run.tokens, flops_before=run.flops))
+    return out
 
 
 def train_config(cfg: LadderConfig, run: PlannedRun, out: str | Path) -> TrainConfig:

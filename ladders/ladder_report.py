@@ -141,8 +141,9 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     out = Path(root) / "report"
     out.mkdir(exist_ok=True)
     console.print(final_table(final))
-    scaling = scaling_section(final, main, bootstrap, seed, console)
-    mixing = mixing_section(final, mixes, main, seed, console)
+    plain = [r for r in final if r.get("operator", "scratch") == "scratch" and not r.get("base_run")]  # no variants
+    scaling = scaling_section(plain, main, bootstrap, seed, console)
+    mixing = mixing_section(plain, mixes, main, seed, console)
     largest = max(r["N"] for r in final)
     target_n = target_n or 10 * largest
     target = target_section(scaling, mixing, target_n, cfg["tokens_per_param"] * target_n, console)

@@ -3,6 +3,9 @@
 Rerunning skips finished runs (those with a result.json) and resumes an interrupted one from its newest checkpoint
 (the trainer restores model, optimizer and data-iterator state, so the resumed run equals an uninterrupted one).
 With `swarm`, runs of one size and multiple train together in one vmapped step (`ladders.swarm`).
+Growth variants train through `grow_run.grown_run` (in their run folder); a CPT phase starts from its base run's
+final checkpoint (`ladder_cpt`), so it must come after its base (the plan puts it there; a shard whose base
+belongs to another process fails until that base has finished).
 Scale-out uses JAX's own engines: `shard=(i, k)` makes this process take runs i, i+k, i+2k, ... (one process per
 host group of a pod slice, or per device group given with `devices`), all writing to the same folder.
 """
@@ -34,11 +37,12 @@ def check_domains(cfg: LadderConfig) -> None:
     if unknown:
         raise LadderlabError(f"design_domains: unknown domain {unknown[0]!r} in corpus {cfg.corpus!r} "
                              f"(known: {', '.join(domains)})")
-    for name, weights in mixtures(cfg).items():
+    named = {f"mixtures.{k}": v for k, v in mixtures(cfg).items()}
+    for name, weights in {**named, **{f"cpt.{k}.mixture": v["mixture"] for k, v in cfg.cpt.items()}}.items():
         try:
             normalise(weights, domains)
         except LadderlabError as e:
-            raise LadderlabError(f"mixtures.{name}: {e} in corpus {cfg.corpus!r}") from None
+            raise LadderlabError(f"{name}: {e} in corpus {cfg.corpus!r}") from None
 
 
 def use_compile_cache(cfg: LadderConfig) -> None:
@@ -65,8 +69,6 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
     check_domains(cfg)
     store = LadderStore.create(out, cfg, runs)
     use_compile_cache(cfg)
-    from ladderlab.ladders.train import train
-
     devices = list(devices) if devices is not None else None
     mine = [r for i, r in enumerate(runs) if i % count == index]
     groups = _swarms(mine) if cfg.swarm else [[r] for r in mine]
@@ -79,7 +81,7 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
 
             train_swarm([train_config(cfg, r, out) for r in group], str(store.root / "swarms" / group[0].run), devices)
         elif todo:
-            train(train_config(cfg, group[0], out), devices=devices)
+            _train_one(cfg, group[0], out, devices)
         seconds = (time.perf_counter() - start) / len(group)
         for run in group:
             k += 1
@@ -94,11 +96,35 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
     return store.write_table()
 
 
+def _train_one(cfg: LadderConfig, run: PlannedRun, out: str | Path, devices: list[Any] | None) -> None:
+    """One run by the trainer; a growth variant by `grown_run`; a CPT phase from its base's final checkpoint."""
+    from ladderlab.ladders.train import train
+
+    tc = train_config(cfg, run, out)
+    if run.operator:
+        from ladderlab.ladders.grow_config import GrowConfig
+        from ladderlab.ladders.grow_run import grown_run
+
+        operator, _, dim = run.operator.partition(":")
+        grow = GrowConfig(train=tc, runs=(run.operator,), growth_factor=cfg.growth_factor,
+                          growth_steps=run.growth_steps, seed=run.seed)
+        grown_run(grow, operator, dim, tc.run_dir, devices=devices)
+        return
+    if run.base_run:
+        from ladderlab.ladders.ladder_cpt import start_from_base
+
+        base = next(r for r in plan(cfg) if r.run == run.base_run)
+        start_from_base(tc, train_config(cfg, base, out), devices)
+    train(tc, devices=devices)
+
+
 def _swarms(runs: list[PlannedRun]) -> list[list[PlannedRun]]:
-    """Runs grouped by size and multiple (same shape, batch and steps; differing in mixture or seed), in order."""
-    groups: dict[tuple[str, float], list[PlannedRun]] = {}
+    """Runs grouped by size and multiple (same shape, batch and steps; differing in mixture or seed), in order;
+    growth variants and CPT phases alone."""
+    groups: dict[tuple, list[PlannedRun]] = {}
     for run in runs:
-        groups.setdefault((run.size, run.multiple), []).append(run)
+        key = (run.run,) if run.operator or run.base_run else (run.size, run.multiple)
+        groups.setdefault(key, []).append(run)
     return list(groups.values())
 
 
@@ -108,7 +134,7 @@ def status_rows(out: str | Path) -> list[dict[str, Any]]:
     rows = []
     for r in store.meta()["plan"]:
         done = store.result(r["run"])
-        train, _ = read_metrics(store.run_dir(r["run"]) / "metrics.jsonl")
+        train, _ = read_metrics(store.metrics_path(r))
         step = r["steps"] if done else max(train, default=0)
         state = "finished" if done else "started" if step else "pending"
         rows.append({"run": r["run"], "state": state, "step": step, "steps": r["steps"],

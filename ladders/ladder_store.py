@@ -64,8 +64,9 @@ class LadderStore:
         store = cls(root)
         doc = {"config": fingerprint(cfg), "name": cfg.name, "plan": [r.row() for r in runs]}
         if store.meta_path.is_file():
-            old = store.meta()["config"]
             new = json.loads(json.dumps(doc["config"]))
+            defaults = json.loads(json.dumps(fingerprint(LadderConfig())))  # fields added since the folder was made
+            old = {**defaults, **store.meta()["config"]}
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if changed:
                 raise LadderlabError(f"{store.root}: results folder of another ladder config (differs in "
@@ -93,20 +94,32 @@ class LadderStore:
         path = self.run_dir(run) / "result.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def metrics_path(self, plan_row: dict[str, Any]) -> Path:
+        """A run's metrics.jsonl (a grown variant's grown phase logs in its `grow_run` subfolder)."""
+        sub = plan_row["operator"].replace(":", "-") if plan_row.get("operator") else ""
+        return self.run_dir(plan_row["run"]) / sub / "metrics.jsonl"
+
     def finish(self, plan_row: dict[str, Any], seq_len: int, seconds: float) -> dict[str, Any]:
-        """Turn a trained run's metrics into its runs-table rows and mark it finished."""
-        train, evals = read_metrics(self.run_dir(plan_row["run"]) / "metrics.jsonl")
+        """Turn a trained run's metrics into its runs-table rows and mark it finished. D and flops count what came
+        before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase. Every row has
+        `operator` ("scratch" unless grown), `growth_factor`, `growth_tokens` and `base_run` ("" unless continued)."""
+        train, evals = read_metrics(self.metrics_path(plan_row))
         if plan_row["steps"] not in evals:
-            raise LadderlabError(f"{self.run_dir(plan_row['run'])}: no evaluation at the last step {plan_row['steps']}")
+            raise LadderlabError(f"{self.metrics_path(plan_row)}: no evaluation at the last step {plan_row['steps']}")
+        per_step, grown = plan_row["batch"] * seq_len, bool(plan_row.get("operator"))
+        extra = {"operator": plan_row["operator"] if grown else "scratch",
+                 "growth_factor": plan_row["g"] if grown else 1, "growth_tokens": plan_row["tokens_before"] if grown else 0,
+                 "base_run": plan_row.get("base_run", "")}
         rows = []
-        for step in sorted(evals):
+        for step in sorted(s for s in evals if s > 0):  # a grown model's eval at step 0 has no train row
             val = {k[:-5]: v for k, v in evals[step].items() if k.endswith("/loss")}
             rows.append({"run": plan_row["run"], "size": plan_row["size"], "mixture": plan_row["mixture"],
                          "multiple": plan_row["multiple"], "seed": plan_row["seed"], "N": plan_row["N"],
-                         "D": step * plan_row["batch"] * seq_len, "step": step,
+                         "D": plan_row.get("tokens_before", 0) + step * per_step, "step": step,
                          "lr": train[step]["lr"] if step in train else float("nan"),
                          "train_loss": train[step]["loss"] if step in train else float("nan"),
-                         "loss": float(np.mean(list(val.values()))), **{f"val/{d}": v for d, v in sorted(val.items())}})
+                         "loss": float(np.mean(list(val.values()))), **{f"val/{d}": v for d, v in sorted(val.items())},
+                         "flops": plan_row.get("flops_before", 0.0) + 6.0 * plan_row["N"] * step * per_step, **extra})
         curve = [[s, train[s]["loss"]] for s in sorted(train)]
         doc = {"run": plan_row["run"], "rows": rows, "train_curve": curve, "seconds": seconds}
         write_atomic(self.run_dir(plan_row["run"]) / "result.json", json.dumps(doc))

@@ -1,8 +1,9 @@
 """The runs table: one row per checkpoint per run, the input of the task laws.
 
 Columns: `run` (id), `N` (parameters as the ladder counts them), `D` (tokens so far), optionally `step`, `lr`,
-`size` and `multiple` (the run's xC), and per-task `loss/<task>` and `acc/<task>` (accuracy as a fraction) and
-per-domain `val/<domain>` validation losses. Our ladders write it as CSV; importers fill it from other layouts.
+`size` and `multiple` (the run's xC), `flops`, growth variants' `operator` ("<operator>:<dim>"), `growth_factor`
+and `growth_tokens`, continued runs' `base_run`, per-task `loss/<task>` and `acc/<task>` (accuracy as a fraction)
+and per-domain `val/<domain>` validation losses. Our ladders write it as CSV; importers fill it from other layouts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.table import read_columns
 
-TEXT = ("run", "size", "mixture")
+TEXT = ("run", "size", "mixture", "operator", "base_run")
 REQUIRED = ("run", "N", "D")
 
 
