@@ -72,6 +72,7 @@ class LadderConfig:
     swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
     evals_per_run: int = 4  # evaluation + checkpoint points per run (the last step is always one)
     mesh: tuple[int, int, int] = (1, -1, 1)
+    device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
     progress: bool = False  # per-step progress bars (the runner prints one line per run)
     # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
     # (fitted to 31 demo runs on a busy 2-core CPU)
@@ -82,4 +83,4 @@ class LadderConfig:
 
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
 # that differs from its own only in these.
-NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "cache_dir", "name")
+NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "cache_dir", "name")

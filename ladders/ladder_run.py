@@ -7,14 +7,18 @@ Growth variants train through `grow_run.grown_run` (in their run folder); a CPT 
 final checkpoint (`ladder_cpt`), so it must come after its base (the plan puts it there; a shard whose base
 belongs to another process fails until that base has finished).
 Scale-out uses JAX's own engines: `shard=(i, k)` makes this process take runs i, i+k, i+2k, ... (one process per
-host group of a pod slice, or per device group given with `devices`), all writing to the same folder.
+host group of a pod slice, or per device group given with `devices`), all writing to the same folder. Within one
+process, `device_groups=k` splits the devices into k disjoint equal groups and trains k runs at once, one per group,
+from worker threads; the main thread does every store write, so the results equal the sequential runner's.
 """
 
 from __future__ import annotations
 
+import queue
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.console import Console
 
@@ -67,23 +71,15 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
         raise LadderlabError(f"shard={index}/{count}: need 0 <= index < count")
     runs = plan(cfg)
     check_domains(cfg)
+    mine = [r for i, r in enumerate(runs) if i % count == index]
+    groups = split_devices(cfg, list(devices) if devices is not None else None, mine)
     store = LadderStore.create(out, cfg, runs)
     use_compile_cache(cfg)
-    devices = list(devices) if devices is not None else None
-    mine = [r for i, r in enumerate(runs) if i % count == index]
-    groups = _swarms(mine) if cfg.swarm else [[r] for r in mine]
     k = 0
-    for group in groups:
-        todo = [r for r in group if store.result(r.run) is None]
-        start = time.perf_counter()
-        if len(group) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
-            from ladderlab.ladders.swarm import train_swarm
 
-            train_swarm([train_config(cfg, r, out) for r in group], str(store.root / "swarms" / group[0].run), devices)
-        elif todo:
-            _train_one(cfg, group[0], out, devices)
-        seconds = (time.perf_counter() - start) / len(group)
-        for run in group:
+    def record(unit: list[PlannedRun], todo: list[PlannedRun], seconds: float) -> None:
+        nonlocal k
+        for run in unit:
             k += 1
             head = f"[{k}/{len(mine)}] {run.run}"
             if run not in todo:
@@ -91,9 +87,85 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
                 continue
             doc = store.finish(run.row(), cfg.seq_len, seconds)
             console.print(f"{head}: N={run.n:,} D={run.tokens:,} {run.steps} steps, loss {doc['rows'][-1]['loss']:.4f} "
-                          f"({doc['seconds']:.1f} s{f', swarm of {len(group)}' if len(group) > 1 else ''})")
+                          f"({doc['seconds']:.1f} s{f', swarm of {len(unit)}' if len(unit) > 1 else ''})")
         store.write_table()
+
+    _train_units(cfg, out, store, _swarms(mine) if cfg.swarm else [[r] for r in mine], groups, record)
     return store.write_table()
+
+
+def split_devices(cfg: LadderConfig, devices: list[Any] | None, runs: Sequence[PlannedRun]) -> list[list[Any] | None]:
+    """`devices` (default: all) as `cfg.device_groups` disjoint equal groups ([devices] for one group), after checking
+    that the mesh and every run's batch fit a group, so a misfit fails before any run starts."""
+    n = cfg.device_groups
+    if n == 1:
+        return [devices]
+    import jax
+
+    from ladderlab.model.sharding import batch_sharding, make_mesh
+
+    devices = jax.devices() if devices is None else devices
+    if n < 1 or len(devices) % n:
+        raise LadderlabError(f"device_groups={n}: must split the {len(devices)} devices into equal groups")
+    if jax.process_count() > 1:
+        raise LadderlabError(f"device_groups={n}: needs a single process (got {jax.process_count()}); use --shard")
+    size = len(devices) // n
+    groups = [devices[i * size:(i + 1) * size] for i in range(n)]
+    try:
+        mesh = make_mesh(cfg.mesh, groups[0])
+        for run in runs:
+            batch_sharding(mesh, run.batch_size)
+    except LadderlabError as e:
+        raise LadderlabError(f"device_groups={n} (groups of {size} devices): {e}") from None
+    return groups
+
+
+def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: list[list[PlannedRun]],
+                 groups: list[list[Any] | None],
+                 record: Callable[[list[PlannedRun], list[PlannedRun], float], None]) -> None:
+    """Train each unit (a run, or a swarm) of unfinished runs and `record` it (unit, runs trained, seconds per run).
+    With one device group: in order, in this thread. With several: each unit in a worker thread on whichever group is
+    free, a CPT phase once its base has finished; `record` runs in this thread as units finish, so store writes never
+    race, and an error cancels the units not yet started."""
+    def train(unit: list[PlannedRun], devices: list[Any] | None) -> tuple[list[PlannedRun], list[PlannedRun], float]:
+        todo = [r for r in unit if store.result(r.run) is None]
+        start = time.perf_counter()
+        if len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
+            from ladderlab.ladders.swarm import train_swarm
+
+            train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices)
+        elif todo:
+            _train_one(cfg, unit[0], out, devices)
+        return unit, todo, (time.perf_counter() - start) / len(unit)
+
+    if len(groups) == 1:
+        for unit in units:
+            record(*train(unit, groups[0]))
+        return
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for group in groups:
+        free.put(group)
+
+    def on_a_free_group(unit: list[PlannedRun],
+                        base: Future | None) -> tuple[list[PlannedRun], list[PlannedRun], float]:
+        if base is not None:
+            base.result()  # submitted earlier, so already running or done: no deadlock
+        devices = free.get()
+        try:
+            return train(unit, devices)
+        finally:
+            free.put(devices)
+
+    futures: dict[str, Future] = {}
+    pool = ThreadPoolExecutor(len(groups), thread_name_prefix="ladder-group")
+    try:
+        for unit in units:
+            future = pool.submit(on_a_free_group, unit, futures.get(unit[0].base_run))
+            futures.update({r.run: future for r in unit})
+        for future in as_completed(set(futures.values())):
+            record(*future.result())
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _train_one(cfg: LadderConfig, run: PlannedRun, out: str | Path, devices: list[Any] | None) -> None:
