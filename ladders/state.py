@@ -5,6 +5,8 @@ Parameters live in the state as a pure dict (`nnx.to_pure_dict`), which optax an
 
 from __future__ import annotations
 
+import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,12 +43,36 @@ def abstract_state(abstract_params: nnx.State, optimizer: optax.GradientTransfor
 
 
 def init_state(cfg: ModelConfig, seed: int, optimizer: optax.GradientTransformation, shardings: dict) -> dict:
-    """Initialise parameters and optimizer state directly into their shardings (never whole on one device)."""
-    def init():
-        params = nnx.to_pure_dict(nnx.state(Decoder(cfg, nnx.Rngs(seed))))
+    """Initialise parameters and optimizer state directly into their shardings (never whole on one device).
+
+    The seed is an input of one jitted init per (model, optimizer, shardings): runs differing in seed or
+    schedule compile it once.
+    """
+    return _jitted_init(cfg, optimizer, FrozenTree(shardings))(jnp.int32(seed))
+
+
+class FrozenTree:
+    """A pytree (of shardings) as a hashable cache key: equal when structure and leaves are."""
+
+    def __init__(self, tree: Any):
+        self.tree = tree
+        leaves, treedef = jax.tree.flatten(tree)
+        self.key = (treedef, tuple(leaves))
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FrozenTree) and self.key == other.key
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_init(cfg: ModelConfig, optimizer: optax.GradientTransformation, shardings: FrozenTree) -> Any:
+    def init(seed):
+        params = nnx.to_pure_dict(nnx.state(Decoder(cfg, nnx.Rngs(jax.random.key(seed)))))
         return {"params": params, "opt": optimizer.init(params), "step": jnp.zeros((), jnp.int32)}
 
-    return jax.jit(init, out_shardings=shardings)()
+    return jax.jit(init, out_shardings=shardings.tree)
 
 
 def _plain(abstract_params: nnx.State) -> dict:

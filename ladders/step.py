@@ -2,14 +2,18 @@
 
 The train state is a plain dict {"params": pure dict, "opt": optax state, "step": int32}; `jit_train_step`
 compiles it with explicit in/out shardings and donates the old state, so one copy of it lives on the devices.
+The learning rate is an input of the step (the host reads it from `lr_table`), not a constant in it, so runs of
+one model shape that differ only in lr, warm-up, steps or schedule share one jitted step and its compilation.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -17,22 +21,51 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.schedule import make_schedule
+from ladderlab.ladders.state import FrozenTree
 
 BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "mask")
 
 
-def make_optimizer(cfg: TrainConfig) -> tuple[optax.GradientTransformation, Callable]:
-    """AdamW (decay on weight matrices, not norms nor the input embedding) after global-norm clipping."""
-    schedule = make_schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, floor_ratio=cfg.min_lr_ratio,
-                             decay_fraction=cfg.decay_fraction)
+def run_schedule(cfg: TrainConfig) -> Callable[[int], jnp.ndarray]:
+    """cfg's learning-rate schedule: step -> rate."""
+    return make_schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, floor_ratio=cfg.min_lr_ratio,
+                         decay_fraction=cfg.decay_fraction)
 
+
+def lr_table(cfg: TrainConfig) -> np.ndarray:
+    """The rate of every step 0..steps-1 (float32), evaluated eagerly on the host: what the step is fed."""
+    return np.asarray(run_schedule(cfg)(jnp.arange(cfg.steps)), np.float32)
+
+
+def make_optimizer(cfg: TrainConfig) -> tuple[optax.GradientTransformation, Callable]:
+    """(AdamW at cfg's schedule, the schedule); decay on weight matrices, not norms nor the input embedding,
+    after global-norm clipping."""
+    schedule = run_schedule(cfg)
+    return _adamw(schedule, cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay, cfg.clip_norm), schedule
+
+
+def unit_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """`make_optimizer`'s AdamW at learning rate 1 (the same state tree), whose updates `train_step` scales by
+    the fed rate. One object per distinct constants, so it can key the cache of jitted steps."""
+    return _unit_adamw(cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay, cfg.clip_norm)
+
+
+@functools.cache
+def _unit_adamw(b1: float, b2: float, eps: float, weight_decay: float,
+                clip_norm: float) -> optax.GradientTransformation:
+    # A schedule (not the float 1) keeps the schedule's step counter in the state, as checkpoints hold it.
+    return _adamw(lambda _: 1.0, b1, b2, eps, weight_decay, clip_norm)
+
+
+def _adamw(lr: Callable, b1: float, b2: float, eps: float, weight_decay: float,
+           clip_norm: float) -> optax.GradientTransformation:
     def decay_mask(params: Any) -> Any:
         return jax.tree_util.tree_map_with_path(
             lambda path, x: x.ndim >= 2 and not jax.tree_util.keystr(path).startswith("['embed']"), params)
 
-    adamw = optax.adamw(schedule, cfg.b1, cfg.b2, cfg.eps, weight_decay=cfg.weight_decay, mask=decay_mask)
-    clip = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
-    return optax.chain(*clip, adamw), schedule
+    adamw = optax.adamw(lr, b1, b2, eps, weight_decay=weight_decay, mask=decay_mask)
+    clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
+    return optax.chain(*clip, adamw)
 
 
 def token_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array],
@@ -47,11 +80,16 @@ def token_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]
     return ce + z_loss * z2, (ce, z2, jnp.sum(mask_BxL))
 
 
-def train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, schedule: Callable,
-               cfg: TrainConfig, state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict, dict]:
-    """One optimizer update on a global batch split into cfg.grad_accum micro-batches (rows i, i+A, i+2A, ...)."""
-    A = cfg.grad_accum
-    grad_fn = jax.grad(lambda p, mb: token_sums(graphdef, p, mb, cfg.z_loss), has_aux=True)
+def train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformation, state: dict[str, Any],
+               batch: dict[str, jax.Array], lr: jax.Array, *, grad_accum: int = 1,
+               z_loss: float = 0.0) -> tuple[dict, dict]:
+    """One update at rate `lr` on a global batch split into grad_accum micro-batches (rows i, i+A, i+2A, ...).
+
+    unit: the optimizer at learning rate 1 (`unit_optimizer`); its updates times lr are optax.adamw's at rate lr,
+    bit for bit (decoupled weight decay included, which optax also multiplies by the rate).
+    """
+    A = grad_accum
+    grad_fn = jax.grad(lambda p, mb: token_sums(graphdef, p, mb, z_loss), has_aux=True)
 
     def accumulate(carry, mb):
         grads, sums = carry
@@ -66,32 +104,47 @@ def train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, 
         (grads, (ce, z2, tokens)), _ = jax.lax.scan(accumulate, zeros, micro)
     denom = jnp.maximum(tokens, 1.0)
     grads = jax.tree.map(lambda g: g / denom, grads)
-    updates, opt = optimizer.update(grads, state["opt"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": ce / denom, "logz_sq": z2 / denom, "grad_norm": optax.tree.norm(grads),
-               "lr": schedule(state["step"]), "tokens": tokens}
+    updates, opt = unit.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], jax.tree.map(lambda u: u * lr.astype(u.dtype), updates))
+    metrics = {"loss": ce / denom, "logz_sq": z2 / denom, "grad_norm": optax.tree.norm(grads), "lr": lr,
+               "tokens": tokens}
     return {"params": params, "opt": opt, "step": state["step"] + 1}, metrics
 
 
-def jit_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, schedule: Callable,
-                   cfg: TrainConfig, state_shardings: Any, batch_shard: NamedSharding) -> Callable:
-    """`train_step` jitted with explicit shardings; the state argument is donated."""
+def jit_train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformation, cfg: TrainConfig,
+                   state_shardings: Any, batch_shard: NamedSharding) -> Callable:
+    """`train_step` jitted with explicit shardings: (state, batch, lr) -> (state, metrics), the state donated.
+
+    Cached by (graphdef, unit, grad_accum, z_loss, shardings): runs differing in nothing else get the same
+    jitted function, so jax compiles their step once.
+    """
     if cfg.grad_accum < 1 or cfg.batch_size % cfg.grad_accum:
         raise LadderlabError(f"grad_accum={cfg.grad_accum} must divide batch_size={cfg.batch_size}")
     shards = batch_shard.mesh.shape["data"] * batch_shard.mesh.shape["fsdp"]
     if (cfg.batch_size // cfg.grad_accum) % shards:
         raise LadderlabError(f"micro-batch {cfg.batch_size // cfg.grad_accum} (batch_size / grad_accum) is not "
                              f"divisible by the data x fsdp axes ({shards} shards)")
-    replicated = NamedSharding(batch_shard.mesh, P())
-    step = lambda state, batch: train_step(graphdef, optimizer, schedule, cfg, state, batch)  # noqa: E731
-    return jax.jit(step, in_shardings=(state_shardings, {k: batch_shard for k in BATCH_KEYS}),
-                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+    return _jitted_train_step(graphdef, unit, cfg.grad_accum, cfg.z_loss, FrozenTree(state_shardings), batch_shard)
 
 
 def jit_eval_step(graphdef: nnx.GraphDef, param_shardings: Any, mesh: Mesh) -> Callable:
-    """params, batch -> (sum of CE, real tokens) of one eval batch."""
+    """params, batch -> (sum of CE, real tokens) of one eval batch; cached like `jit_train_step`."""
+    return _jitted_eval_step(graphdef, FrozenTree(param_shardings), mesh)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformation, grad_accum: int, z_loss: float,
+                       state_shardings: FrozenTree, batch_shard: NamedSharding) -> Callable:
+    replicated = NamedSharding(batch_shard.mesh, P())
+    step = functools.partial(train_step, graphdef, unit, grad_accum=grad_accum, z_loss=z_loss)
+    return jax.jit(step, in_shardings=(state_shardings.tree, {k: batch_shard for k in BATCH_KEYS}, replicated),
+                   out_shardings=(state_shardings.tree, replicated), donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_eval_step(graphdef: nnx.GraphDef, param_shardings: FrozenTree, mesh: Mesh) -> Callable:
     def step(params, batch):
         _, (ce, _, tokens) = token_sums(graphdef, params, batch)
         return ce, tokens
 
-    return jax.jit(step, in_shardings=(param_shardings, None), out_shardings=NamedSharding(mesh, P()))
+    return jax.jit(step, in_shardings=(param_shardings.tree, None), out_shardings=NamedSharding(mesh, P()))

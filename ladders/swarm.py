@@ -20,7 +20,6 @@ from typing import Any, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -29,8 +28,7 @@ from ladderlab.errors import LadderlabError
 from ladderlab.ladders.checkpoint import Checkpoints
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.metrics import RunLog
-from ladderlab.ladders.schedule import make_schedule
-from ladderlab.ladders.step import BATCH_KEYS, token_sums, train_step
+from ladderlab.ladders.step import BATCH_KEYS, lr_table, token_sums, train_step
 from ladderlab.ladders.train import Trainer
 from ladderlab.model.counts import param_counts
 from ladderlab.model.decoder import Decoder
@@ -59,21 +57,7 @@ def check_swarm(cfgs: Sequence[TrainConfig]) -> None:
 
 def learning_rates(cfgs: Sequence[TrainConfig]) -> np.ndarray:
     """lr_MxS: member m's learning rate at step s (its own schedule), the per-member values the step reads."""
-    def table(c: TrainConfig) -> np.ndarray:
-        schedule = make_schedule(c.schedule, c.lr, c.steps, c.warmup_steps, floor_ratio=c.min_lr_ratio,
-                                 decay_fraction=c.decay_fraction)
-        return np.asarray(schedule(jnp.arange(c.steps)), np.float32)  # eager: no compile per member
-
-    return np.stack([table(c) for c in cfgs])
-
-
-def scaled(unit: optax.GradientTransformation, lr: jax.Array) -> optax.GradientTransformation:
-    """`unit` (the optimizer at learning rate 1) with its updates times `lr`: AdamW at rate lr, same state."""
-    def update(updates, state, params=None):
-        updates, state = unit.update(updates, state, params)
-        return jax.tree.map(lambda u: u * lr, updates), state
-
-    return optax.GradientTransformation(unit.init, update)
+    return np.stack([lr_table(c) for c in cfgs])
 
 
 class MemberIterators:
@@ -108,9 +92,9 @@ class Swarm:
         if chunk is not None and chunk < 1:
             raise LadderlabError(f"swarm: chunk={chunk} must be at least 1 member")
         self.cfgs, cfg, M = list(cfgs), cfgs[0], len(cfgs)
-        member = Trainer(dataclasses.replace(cfg, lr=1.0, schedule="constant", warmup_steps=0), devices)
+        member = Trainer(cfg, devices)
         self.mesh, self.graphdef = member.mesh, member.graphdef
-        self.unit = member.optimizer  # make_optimizer at a constant rate of 1 (same state tree as every member's)
+        self.unit = member.optimizer  # AdamW at learning rate 1 (same state tree as every member's)
         self.shardings = jax.tree.map(_stacked, member.shardings)
         self.abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct((M, *x.shape), x.dtype, sharding=s),
                                      member.abstract, self.shardings)
@@ -121,7 +105,7 @@ class Swarm:
 
         def member_step(state, batch, lr_S):
             lr = lr_S[jnp.minimum(state["step"], steps - 1)]
-            return train_step(graphdef, scaled(unit, lr), lambda _: lr, cfg, state, batch)
+            return train_step(graphdef, unit, state, batch, lr, grad_accum=cfg.grad_accum, z_loss=cfg.z_loss)
 
         def member_eval(params, batch):
             _, (ce, _, tokens) = token_sums(graphdef, params, batch)

@@ -19,24 +19,27 @@ from ladderlab.ladders.checkpoint import Checkpoints
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.metrics import RunLog
 from ladderlab.ladders.state import abstract_model, abstract_state, init_state, state_shardings
-from ladderlab.ladders.step import BATCH_KEYS, jit_eval_step, jit_train_step, make_optimizer
+from ladderlab.ladders.step import BATCH_KEYS, jit_eval_step, jit_train_step, lr_table, unit_optimizer
 from ladderlab.model.counts import flops_per_token, param_counts
 from ladderlab.model.sharding import batch_sharding, make_mesh
 
 
 class Trainer:
-    """The compiled pieces of a run for one config and mesh (shared by `train` and `compile_only`)."""
+    """The compiled pieces of a run for one config and mesh (shared by `train` and `compile_only`).
+
+    `step(state, batch, lr)` takes the step's learning rate, so Trainers whose configs differ only in their
+    schedule (lr, warm-up, steps) share one jitted step and its compilation.
+    """
 
     def __init__(self, cfg: TrainConfig, devices: list[Any] | None = None):
         self.cfg = cfg
         self.mesh = make_mesh(cfg.mesh, devices)
-        self.optimizer, self.schedule = make_optimizer(cfg)
+        self.optimizer = unit_optimizer(cfg)  # AdamW at rate 1; the step scales its updates by the fed rate
         self.graphdef, abstract_params = abstract_model(cfg.model)
         self.shardings = state_shardings(abstract_params, self.optimizer, self.mesh)
         self.abstract = abstract_state(abstract_params, self.optimizer, self.shardings)
         self.batch_sharding = batch_sharding(self.mesh, cfg.batch_size)
-        self.step = jit_train_step(self.graphdef, self.optimizer, self.schedule, cfg, self.shardings,
-                                   self.batch_sharding)
+        self.step = jit_train_step(self.graphdef, self.optimizer, cfg, self.shardings, self.batch_sharding)
         self.eval_step = jit_eval_step(self.graphdef, self.shardings["params"], self.mesh)
 
     def init(self) -> dict:
@@ -58,7 +61,7 @@ class Trainer:
         batch = {k: jax.ShapeDtypeStruct((self.cfg.batch_size, seq), np.float32 if k == "mask" else np.int32,
                                          sharding=self.batch_sharding) for k in BATCH_KEYS}
         with jax.set_mesh(self.mesh):
-            compiled = self.step.lower(self.abstract, batch).compile()
+            compiled = self.step.lower(self.abstract, batch, jax.ShapeDtypeStruct((), np.float32)).compile()
         memory = compiled.memory_analysis()
         per_device = {name: getattr(memory, f"{name}_size_in_bytes", None) for name in
                       ("argument", "output", "temp", "generated_code")} if memory is not None else {}
@@ -109,10 +112,10 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
                 pending = None
                 result["train"] = log.train(step, _finite(jax.device_get(metrics), step, checkpoints))
 
-        end = min(cfg.steps, stop_after or cfg.steps)
+        end, lrs = min(cfg.steps, stop_after or cfg.steps), lr_table(cfg)
         with jax.set_mesh(trainer.mesh):
             for step in range(start + 1, end + 1):
-                state, metrics = trainer.step(state, trainer.global_batch(next(batches)))
+                state, metrics = trainer.step(state, trainer.global_batch(next(batches)), lrs[step - 1])
                 last = step == end
                 if pending is not None and (pending[0] % cfg.log_every == 0 or last):
                     settle()
