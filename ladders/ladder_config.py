@@ -70,6 +70,7 @@ class LadderConfig:
     weight_decay: float = 0.1
     # running
     swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
+    swarm_chunk: int = 0  # members a swarm vmaps at once, chunks in a loop (0 = all: accelerators; 1: CPUs)
     evals_per_run: int = 4  # evaluation + checkpoint points per run (the last step is always one)
     mesh: tuple[int, int, int] = (1, -1, 1)
     device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time

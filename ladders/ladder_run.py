@@ -133,7 +133,8 @@ def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: 
         if len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
             from ladderlab.ladders.swarm import train_swarm
 
-            train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices)
+            train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices,
+                        chunk=cfg.swarm_chunk or None)
         elif todo:
             _train_one(cfg, unit[0], out, devices)
         return unit, todo, (time.perf_counter() - start) / len(unit)

@@ -2,8 +2,10 @@
 
 Members share the model, batch, sequence length, steps, mesh and optimizer constants; each has its own data stream
 (mixture, data seed), init seed and learning-rate schedule (a table lr_MxS of every member's rate at every step).
-The member axis is replicated; the other axes shard as a lone run's would. `chunk` vmaps that many members at
-once and loops over the chunks inside the step (all at once by default; one by one suits a CPU, see
+The swarm mesh is (member, data, fsdp, tensor): `member_shards` device groups each compute their own slice of
+the members (no data moves between groups), and within a group a member shards as a lone run's would. `chunk`
+vmaps that many members at once and loops over the chunks inside the step (all at once by default, best on
+accelerators; on a CPU, one member per chunk on one device per core is fastest, see
 benchmarks/swarm_throughput.py). Each member's run_dir gets what `ladders.train.train` writes (config.gin,
 metrics.jsonl, TensorBoard); the swarm checkpoints its stacked state and every member's data position in one folder.
 """
@@ -21,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from ladderlab.config import dump_gin
 from ladderlab.errors import LadderlabError
@@ -32,6 +34,9 @@ from ladderlab.ladders.step import BATCH_KEYS, lr_table, token_sums, train_step
 from ladderlab.ladders.train import Trainer
 from ladderlab.model.counts import param_counts
 from ladderlab.model.decoder import Decoder
+from ladderlab.model.sharding import MESH_AXES
+
+MEMBER = "member"  # the swarm mesh's leading axis, over which the member axis is sharded
 
 # Fields that may differ between members; every other TrainConfig field (dotted for nested configs) is shared.
 PER_MEMBER = ("run_dir", "checkpoint_dir", "seed", "progress", "lr", "schedule", "warmup_steps", "min_lr_ratio",
@@ -86,21 +91,32 @@ class MemberIterators:
 class Swarm:
     """The compiled pieces of a swarm: stacked state shardings, vmapped init, train step and eval step."""
 
-    def __init__(self, cfgs: Sequence[TrainConfig], devices: list[Any] | None = None, chunk: int | None = None):
-        """chunk: members vmapped at once, chunks run in a loop inside the step (default all: one vmap)."""
+    def __init__(self, cfgs: Sequence[TrainConfig], devices: list[Any] | None = None, chunk: int | None = None,
+                 member_shards: int = 1):
+        """chunk: members vmapped at once, chunks run in a loop inside the step (default all: one vmap).
+        member_shards: K device groups, each training M/K of the members on its own (the member axis is sharded,
+        so no data moves between groups); each member's mesh (cfg.mesh) lives within a group."""
         check_swarm(cfgs)
+        self.cfgs, cfg, M, K = list(cfgs), cfgs[0], len(cfgs), member_shards
+        devices = list(jax.devices() if devices is None else devices)
         if chunk is not None and chunk < 1:
             raise LadderlabError(f"swarm: chunk={chunk} must be at least 1 member")
-        self.cfgs, cfg, M = list(cfgs), cfgs[0], len(cfgs)
-        member = Trainer(cfg, devices)
-        self.mesh, self.graphdef = member.mesh, member.graphdef
-        self.unit = member.optimizer  # AdamW at learning rate 1 (same state tree as every member's)
-        self.shardings = jax.tree.map(_stacked, member.shardings)
+        if K < 1 or M % K or len(devices) % K:
+            raise LadderlabError(f"swarm: member_shards={K} must divide the {M} members and the {len(devices)} "
+                                 "devices")
+        group = len(devices) // K
+        self.members = [Trainer(cfg, devices[g * group:(g + 1) * group]) for g in range(K)]  # one per group
+        member = self.members[0]
+        self.graphdef, self.unit = member.graphdef, member.optimizer  # AdamW at rate 1, every member's state tree
+        self.mesh = jax.make_mesh((K, *member.mesh.devices.shape), (MEMBER, *MESH_AXES),
+                                  axis_types=(AxisType.Auto,) * 4, devices=devices)
+        stacked = lambda s: NamedSharding(self.mesh, P(MEMBER, *s.spec))  # noqa: E731
+        self.shardings = jax.tree.map(stacked, member.shardings)
         self.abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct((M, *x.shape), x.dtype, sharding=s),
                                      member.abstract, self.shardings)
-        self.batch_sharding = _stacked(member.batch_sharding)
-        replicated = NamedSharding(self.mesh, P())
-        self.lr_MxS = jax.device_put(learning_rates(cfgs), replicated)
+        self.batch_sharding = stacked(member.batch_sharding)
+        replicated, per_member = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P(MEMBER))
+        self.lr_MxS = jax.device_put(learning_rates(cfgs), per_member)
         graphdef, unit, steps = self.graphdef, self.unit, cfg.steps
 
         def member_step(state, batch, lr_S):
@@ -111,17 +127,11 @@ class Swarm:
             _, (ce, _, tokens) = token_sums(graphdef, params, batch)
             return ce, tokens
 
-        batch_shardings = {k: self.batch_sharding for k in BATCH_KEYS}
-
-        def chunked_step(state, batch, lr_MxS):  # a loop over chunks of members, each chunk vmapped
-            return jax.lax.map(lambda args: member_step(*args), (state, batch, lr_MxS), batch_size=chunk)
-
-        swarm_step = jax.vmap(member_step) if (chunk or M) >= M else chunked_step
-        self.step = jax.jit(swarm_step, in_shardings=(self.shardings, batch_shardings, replicated),
+        self.step = jax.jit(lambda state, batch, lr_MxS: _members(lambda a: member_step(*a), (state, batch, lr_MxS),
+                                                                  K, chunk),
+                            in_shardings=(self.shardings, {k: self.batch_sharding for k in BATCH_KEYS}, per_member),
                             out_shardings=(self.shardings, replicated), donate_argnums=0)
-        self._unstack = jax.jit(lambda state: [jax.tree.map(lambda x: x[i], state) for i in range(M)],
-                                out_shardings=[member.shardings] * M)
-        self.eval_step = jax.jit(jax.vmap(member_eval, in_axes=(0, None)),
+        self.eval_step = jax.jit(lambda params, batch: _members(lambda p: member_eval(p, batch), params, K, chunk),
                                  in_shardings=(self.shardings["params"], None), out_shardings=replicated)
 
     def init(self) -> dict:
@@ -164,26 +174,30 @@ class Swarm:
         return out
 
     def unstack(self, state: dict) -> list[dict]:
-        """Every member's slice of the stacked state, sharded as a lone run's: the tree `train` returns."""
-        return self._unstack(state)
+        """Every member's slice of the stacked state, sharded as a lone run's on its group's devices: the tree
+        `train` returns."""
+        per_group = len(self.cfgs) // len(self.members)
+        return [jax.device_put(jax.tree.map(lambda x: x[i], state), self.members[i // per_group].shardings)
+                for i in range(len(self.cfgs))]
 
 
 def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] | None = None,
-                stop_after: int | None = None, *, chunk: int | None = None, batches: Sequence[Iterator] | None = None,
+                stop_after: int | None = None, *, chunk: int | None = None, member_shards: int = 1,
+                batches: Sequence[Iterator] | None = None,
                 eval_sets: dict[str, list[dict]] | None = None,
                 bytes_per_token: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Train every member together (resuming from swarm_dir's checkpoints) to their shared steps; per member, return
     what `train` returns: {"params", "train", "eval", "state"}.
 
     stop_after: end (with a checkpoint) after this step, as a preemption would; a later call resumes the swarm.
-    chunk: members vmapped at once (default all, for accelerators; on a CPU, 1 runs members one by one in the step).
+    chunk: members vmapped at once (default all); member_shards: device groups the members are split over.
     batches: one grain DatasetIterator per member (default: `data.pipeline.train_batches` of each member's data);
     eval_sets and bytes_per_token: shared by all members (default: the pipeline's, from member 0's data config).
     """
     cfg = cfgs[0] if cfgs else None
     if cfg is not None and cfg.distributed:
         jax.distributed.initialize()
-    swarm = Swarm(cfgs, devices, chunk)
+    swarm = Swarm(cfgs, devices, chunk, member_shards)
     if batches is None:
         from ladderlab.data import pipeline
 
@@ -244,6 +258,24 @@ def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] 
             log.close()
 
 
+def _members(fn: Any, args: Any, groups: int, chunk: int | None) -> Any:
+    """fn over the leading member axis M of args: vmapped over `groups` slices of the member axis (one per slice of
+    the mesh's member axis, so each device group computes its own members), and within a group vmapped `chunk`
+    members at a time, the chunks in a loop (all at once when chunk is None)."""
+    M = jax.tree.leaves(args)[0].shape[0]
+
+    def group(group_args):
+        if (chunk or M) >= M // groups:
+            return jax.vmap(fn)(group_args)
+        return jax.lax.map(fn, group_args, batch_size=chunk)
+
+    if groups == 1:
+        return group(args)
+    split = jax.tree.map(lambda x: x.reshape(groups, M // groups, *x.shape[1:]), args)
+    out = jax.vmap(group, spmd_axis_name=MEMBER)(split)
+    return jax.tree.map(lambda x: x.reshape(M, *x.shape[2:]), out)
+
+
 def _claim(swarm_dir: Path, cfgs: Sequence[TrainConfig]) -> None:
     """Record the members' run_dirs in swarm_dir/members.json; refuse a folder that holds a different swarm."""
     path, members = swarm_dir / "members.json", [os.path.abspath(c.run_dir) for c in cfgs]
@@ -262,11 +294,6 @@ def _finite(metrics: dict[str, float], step: int, cfg: TrainConfig, checkpoints:
         raise LadderlabError(f"swarm member {cfg.run_dir}: step {step}: {bad[0]} is {metrics[bad[0]]}; stopping "
                              f"(last good checkpoint: {where})")
     return metrics
-
-
-def _stacked(sharding: NamedSharding) -> NamedSharding:
-    """The same sharding with a replicated member axis in front."""
-    return NamedSharding(sharding.mesh, P(None, *sharding.spec))
 
 
 def _fields(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -118,3 +118,26 @@ def test_duplicate_run_dir_and_lr_table(tmp_path, data):
     np.testing.assert_allclose(learning_rates(cfgs), [[1e-2, 1e-2, 7.75e-3, 3.25e-3],
                                                        [2.5e-3, 5e-3, 5e-3, 5e-3],
                                                        [2e-2, 2e-2, 2e-2, 2e-2]], rtol=1e-6)
+
+
+def test_member_shards_equal_one_device(tmp_path, data):
+    """Four members on four devices: two member shards, each looping over its two members one at a time with a
+    data-parallel mesh of two devices per member, give the one-device swarm's losses, evals and states."""
+    four = lambda root, mesh: [*members(data, root, mesh=mesh),  # noqa: E731
+                               dataclasses.replace(members(data, root, mesh=mesh)[0], run_dir=str(root / "m3"), seed=9)]
+    one = train_swarm(four(tmp_path / "one", (1, 1, 1)), str(tmp_path / "one_dir"), devices=jax.devices()[:1])
+    sharded = train_swarm(four(tmp_path / "sharded", (2, 1, 1)), str(tmp_path / "sharded_dir"),
+                          devices=jax.devices()[:4], member_shards=2, chunk=1)
+    for i in range(4):
+        got, want = rows(tmp_path / "sharded" / f"m{i}"), rows(tmp_path / "one" / f"m{i}")
+        assert [r["step"] for r in got] == [1, 2, 3, 4]
+        np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=2e-6)
+        assert sharded[i]["eval"] == pytest.approx(one[i]["eval"], rel=2e-6)
+        for a, b in zip(jax.tree.leaves(sharded[i]["state"]), jax.tree.leaves(one[i]["state"])):
+            # another partitioning sums in another order; Adam magnifies that where a second moment is ~0
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=5e-5)
+        group = {d.id for d in sharded[i]["state"]["params"]["embed"].sharding.device_set}
+        assert group == {d.id for d in jax.devices()[2 * (i // 2):2 * (i // 2) + 2]}  # members 0-1 on devices 0-1
+    with pytest.raises(LadderlabError, match="member_shards=3 must divide the 4 members and the 4 devices"):
+        train_swarm(four(tmp_path / "bad", (1, 1, 1)), str(tmp_path / "bad_dir"), devices=jax.devices()[:4],
+                    member_shards=3)
