@@ -29,7 +29,8 @@ from ladderlab.ladders.grow_config import GrowConfig
 from ladderlab.ladders.ladder_store import read_metrics, write_atomic
 from ladderlab.ladders.metrics import RunLog
 from ladderlab.ladders.state import abstract_model
-from ladderlab.ladders.step import BATCH_KEYS, make_optimizer, token_sums
+from ladderlab.ladders.step import BATCH_KEYS, eval_sums, make_optimizer, token_sums
+from ladderlab.ladders.train import evaluate as train_evaluate
 from ladderlab.ladders.train import train
 from ladderlab.model.counts import param_counts
 from ladderlab.model.growth import (OPERATORS, LearnSetup, grow, grow_moments, growth_factor, mask_ramp, masked,
@@ -107,7 +108,7 @@ def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | Path, data: D
     d = cfg.growth_steps * per_step
     spent = _six_n(small.model) * d + (_six_n(big.model) * cfg.learn_steps * per_step if operator == "learn" else 0.0)
     curve = _train_grown(big, grown.params, grown.masks, opt, cfg.mask_steps if operator == "random" else 0,
-                         batches, eval_sets, run_dir)
+                         batches, eval_sets, bytes_per_token, run_dir)
     for row in curve:
         row["D"] = d + row["step"] * per_step
         row["flops"] = spent + _six_n(big.model) * row["step"] * per_step
@@ -226,7 +227,8 @@ def _grow_opt_state(fresh: Any, small: Any, grow_tree: Callable[[dict], dict]) -
 
 
 def _train_grown(cfg: TrainConfig, params: dict, masks: dict | None, opt: Any, mask_steps: int, batches: Iterator,
-                 eval_sets: dict[str, list[dict]], run_dir: Path) -> list[dict[str, float]]:
+                 eval_sets: dict[str, list[dict]], bytes_per_token: dict[str, float] | None,
+                 run_dir: Path) -> list[dict[str, float]]:
     """cfg.steps AdamW steps of the grown model (masks ramped over mask_steps); eval at step 0, every
     cfg.eval_every steps and at the end. Returns [{step, loss}] (mean eval loss over domains)."""
     optimizer, schedule = make_optimizer(cfg)
@@ -244,16 +246,12 @@ def _train_grown(cfg: TrainConfig, params: dict, masks: dict | None, opt: Any, m
         return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "step": state["step"] + 1}, metrics
 
     @jax.jit
-    def eval_sums(params, step_count, batch):
-        _, (ce, _, tokens) = token_sums(graphdef, masked(params, masks, mask_ramp(step_count, mask_steps)), batch)
-        return ce, tokens
+    def masked_eval(params, step_count, batch):
+        return eval_sums(graphdef, masked(params, masks, mask_ramp(step_count, mask_steps)), batch)
 
     def evaluate(state) -> dict[str, float]:
-        out = {}
-        for domain, sets in eval_sets.items():
-            sums = [jax.device_get(eval_sums(state["params"], state["step"], {k: b[k] for k in BATCH_KEYS})) for b in sets]
-            out[f"{domain}/loss"] = float(sum(c for c, _ in sums) / max(sum(n for _, n in sums), 1.0))
-        return out
+        eval_step = lambda params, batch: masked_eval(params, state["step"], batch)  # noqa: E731
+        return {k: float(v) for k, v in train_evaluate(eval_step, state["params"], eval_sets, bytes_per_token).items()}
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"params": params, "opt": opt, "step": jnp.zeros((), jnp.int32)}

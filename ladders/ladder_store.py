@@ -102,7 +102,9 @@ class LadderStore:
     def finish(self, plan_row: dict[str, Any], seq_len: int, seconds: float) -> dict[str, Any]:
         """Turn a trained run's metrics into its runs-table rows and mark it finished. D and flops count what came
         before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase. Every row has
-        `operator` ("scratch" unless grown), `growth_factor`, `growth_tokens` and `base_run` ("" unless continued)."""
+        `operator` ("scratch" unless grown), `growth_factor`, `growth_tokens` and `base_run` ("" unless continued).
+        Each eval domain is also a task for `scaling.tasks`: `loss/<domain>` its bits per byte, `acc/<domain>` its
+        top-1 next-token accuracy."""
         train, evals = read_metrics(self.metrics_path(plan_row))
         if plan_row["steps"] not in evals:
             raise LadderlabError(f"{self.metrics_path(plan_row)}: no evaluation at the last step {plan_row['steps']}")
@@ -113,12 +115,15 @@ class LadderStore:
         rows = []
         for step in sorted(s for s in evals if s > 0):  # a grown model's eval at step 0 has no train row
             val = {k[:-5]: v for k, v in evals[step].items() if k.endswith("/loss")}
+            tasks = {f"{key}/{d}": evals[step][f"{d}/{metric}"] for d in sorted(val)
+                     for key, metric in (("loss", "bpb"), ("acc", "acc")) if f"{d}/{metric}" in evals[step]}
             rows.append({"run": plan_row["run"], "size": plan_row["size"], "mixture": plan_row["mixture"],
                          "multiple": plan_row["multiple"], "seed": plan_row["seed"], "N": plan_row["N"],
                          "D": plan_row.get("tokens_before", 0) + step * per_step, "step": step,
                          "lr": train[step]["lr"] if step in train else float("nan"),
                          "train_loss": train[step]["loss"] if step in train else float("nan"),
                          "loss": float(np.mean(list(val.values()))), **{f"val/{d}": v for d, v in sorted(val.items())},
+                         **tasks,
                          "flops": plan_row.get("flops_before", 0.0) + 6.0 * plan_row["N"] * step * per_step, **extra})
         curve = [[s, train[s]["loss"]] for s in sorted(train)]
         doc = {"run": plan_row["run"], "rows": rows, "train_curve": curve, "seconds": seconds}

@@ -71,8 +71,23 @@ def _adamw(lr: Callable, b1: float, b2: float, eps: float, weight_decay: float,
 def token_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array],
                z_loss: float = 0.0) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     """(objective, (sum of CE, sum of logsumexp^2, real tokens)) over the masked targets of one batch."""
-    model = nnx.merge(graphdef, params)
-    logits_BxLxV = model(batch["inputs"], batch["positions"], batch["segment_ids"])
+    return _loss_sums(_logits(graphdef, params, batch), batch, z_loss)
+
+
+def eval_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]) -> tuple[jax.Array, ...]:
+    """(sum of CE, top-1 correct predictions, real tokens) over the masked targets of one eval batch."""
+    logits_BxLxV = _logits(graphdef, params, batch)
+    _, (ce, _, tokens) = _loss_sums(logits_BxLxV, batch, 0.0)
+    hit_BxL = jnp.argmax(logits_BxLxV, axis=-1) == batch["targets"]
+    return ce, jnp.sum(hit_BxL * batch["mask"].astype(jnp.float32)), tokens
+
+
+def _logits(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]) -> jax.Array:
+    return nnx.merge(graphdef, params)(batch["inputs"], batch["positions"], batch["segment_ids"])
+
+
+def _loss_sums(logits_BxLxV: jax.Array, batch: dict[str, jax.Array],
+               z_loss: float) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     logz_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
     target_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
     mask_BxL = batch["mask"].astype(jnp.float32)
@@ -128,7 +143,7 @@ def jit_train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformation, c
 
 
 def jit_eval_step(graphdef: nnx.GraphDef, param_shardings: Any, mesh: Mesh) -> Callable:
-    """params, batch -> (sum of CE, real tokens) of one eval batch; cached like `jit_train_step`."""
+    """params, batch -> `eval_sums` of one eval batch; cached like `jit_train_step`."""
     return _jitted_eval_step(graphdef, FrozenTree(param_shardings), mesh)
 
 
@@ -143,8 +158,5 @@ def _jitted_train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformatio
 
 @functools.lru_cache(maxsize=32)
 def _jitted_eval_step(graphdef: nnx.GraphDef, param_shardings: FrozenTree, mesh: Mesh) -> Callable:
-    def step(params, batch):
-        _, (ce, _, tokens) = token_sums(graphdef, params, batch)
-        return ce, tokens
-
-    return jax.jit(step, in_shardings=(param_shardings.tree, None), out_shardings=NamedSharding(mesh, P()))
+    return jax.jit(functools.partial(eval_sums, graphdef), in_shardings=(param_shardings.tree, None),
+                   out_shardings=NamedSharding(mesh, P()))

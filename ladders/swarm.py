@@ -30,8 +30,8 @@ from ladderlab.errors import LadderlabError
 from ladderlab.ladders.checkpoint import Checkpoints
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.metrics import RunLog
-from ladderlab.ladders.step import BATCH_KEYS, lr_table, token_sums, train_step
-from ladderlab.ladders.train import Trainer
+from ladderlab.ladders.step import BATCH_KEYS, eval_sums, lr_table, train_step
+from ladderlab.ladders.train import Trainer, evaluate
 from ladderlab.model.counts import param_counts
 from ladderlab.model.decoder import Decoder
 from ladderlab.model.sharding import MESH_AXES
@@ -123,15 +123,12 @@ class Swarm:
             lr = lr_S[jnp.minimum(state["step"], steps - 1)]
             return train_step(graphdef, unit, state, batch, lr, grad_accum=cfg.grad_accum, z_loss=cfg.z_loss)
 
-        def member_eval(params, batch):
-            _, (ce, _, tokens) = token_sums(graphdef, params, batch)
-            return ce, tokens
-
         self.step = jax.jit(lambda state, batch, lr_MxS: _members(lambda a: member_step(*a), (state, batch, lr_MxS),
                                                                   K, chunk),
                             in_shardings=(self.shardings, {k: self.batch_sharding for k in BATCH_KEYS}, per_member),
                             out_shardings=(self.shardings, replicated), donate_argnums=0)
-        self.eval_step = jax.jit(lambda params, batch: _members(lambda p: member_eval(p, batch), params, K, chunk),
+        self.eval_step = jax.jit(lambda params, batch: _members(lambda p: eval_sums(graphdef, p, batch), params, K,
+                                                                 chunk),
                                  in_shardings=(self.shardings["params"], None), out_shardings=replicated)
 
     def init(self) -> dict:
@@ -160,18 +157,9 @@ class Swarm:
 
     def evaluate(self, params: dict, eval_sets: dict[str, list[dict]],
                  bytes_per_token: dict[str, float] | None = None) -> list[dict[str, float]]:
-        """Per member: each domain's mean loss (nats per token) and bits per byte, as `train.evaluate` gives."""
-        out = [{} for _ in self.cfgs]
-        for domain, batches in eval_sets.items():
-            ce, tokens = 0.0, 0.0
-            for batch in batches:
-                c, n = jax.device_get(self.eval_step(params, {k: batch[k] for k in BATCH_KEYS}))
-                ce, tokens = ce + c.astype(np.float64), tokens + n.astype(np.float64)
-            for row, c, n in zip(out, ce.tolist(), tokens.tolist()):
-                row[f"{domain}/loss"] = c / max(n, 1.0)
-                if bytes_per_token and domain in bytes_per_token:
-                    row[f"{domain}/bpb"] = c / math.log(2) / max(n * bytes_per_token[domain], 1e-9)
-        return out
+        """Per member: what `train.evaluate` gives a lone run."""
+        stacked = evaluate(self.eval_step, params, eval_sets, bytes_per_token)
+        return [{k: float(v[i]) for k, v in stacked.items()} for i in range(len(self.cfgs))]
 
     def unstack(self, state: dict) -> list[dict]:
         """Every member's slice of the stacked state, sharded as a lone run's on its group's devices: the tree

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -125,7 +125,7 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
                 if eval_due or save_due:
                     settle()  # a NaN stops the run here, before it is evaluated or saved
                 if eval_due:
-                    result["eval"] = evaluate(trainer, state["params"], eval_sets, bytes_per_token)
+                    result["eval"] = evaluate(trainer.eval_step, state["params"], eval_sets, bytes_per_token)
                     log.eval(step, result["eval"])
                 if save_due:
                     checkpoints.save(step, state, batches)
@@ -137,18 +137,19 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
             log.close()
 
 
-def evaluate(trainer: Trainer, params: dict, eval_sets: dict[str, list[dict]],
-             bytes_per_token: dict[str, float] | None = None) -> dict[str, float]:
-    """Per-domain mean loss (nats per token) and, given bytes per token, bits per byte."""
+def evaluate(eval_step: Callable, params: dict, eval_sets: dict[str, list[dict]],
+             bytes_per_token: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per domain: mean loss (nats per token), top-1 next-token accuracy and, given bytes per token, bits per byte.
+    eval_step(params, batch) -> (sum of CE, hits, tokens) (`step.eval_sums`); each figure is a float, or an array
+    over the members when the step is a swarm's."""
     out = {}
     for domain, batches in eval_sets.items():
-        ce = tokens = 0.0
-        for batch in batches:
-            c, n = jax.device_get(trainer.eval_step(params, {k: batch[k] for k in BATCH_KEYS}))
-            ce, tokens = ce + float(c), tokens + float(n)
-        out[f"{domain}/loss"] = ce / max(tokens, 1.0)
+        ce, hits, tokens = sum(np.asarray(jax.device_get(eval_step(params, {k: b[k] for k in BATCH_KEYS})), np.float64)
+                               for b in batches)
+        out[f"{domain}/loss"] = ce / np.maximum(tokens, 1.0)
+        out[f"{domain}/acc"] = hits / np.maximum(tokens, 1.0)
         if bytes_per_token and domain in bytes_per_token:
-            out[f"{domain}/bpb"] = ce / math.log(2) / max(tokens * bytes_per_token[domain], 1e-9)
+            out[f"{domain}/bpb"] = ce / math.log(2) / np.maximum(tokens * bytes_per_token[domain], 1e-9)
     return out
 
 

@@ -110,7 +110,7 @@ def test_cpt_starts_from_the_base_runs_final_params(ladder, tmp_path):
     params = source.restore(trainer.abstract, pipeline.train_batches(bc.data, bc.batch_size))[0]["params"]
     source.close()
     with jax.set_mesh(trainer.mesh):
-        ce, tokens = trainer.eval_step(params, trainer.global_batch(next(pipeline.train_batches(tc.data, 8))))
+        ce, _, tokens = trainer.eval_step(params, trainer.global_batch(next(pipeline.train_batches(tc.data, 8))))
     first = json.loads((out / "runs" / cpt.run / "metrics.jsonl").read_text().splitlines()[0])
     assert first["step"] == 1
     np.testing.assert_allclose(first["loss"], float(ce / tokens), rtol=1e-5)

@@ -10,10 +10,12 @@ import struct
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from ladderlab.data.config import DataConfig
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.checkpoint import Checkpoints
+from ladderlab.ladders.state import abstract_model
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.tensorboard import crc32c
 from ladderlab.ladders.train import Trainer, train
@@ -76,6 +78,12 @@ def test_one_device_matches_golden_and_eight_devices(tmp_path, fake_batches):
     # eval: bits per byte = nats per token / ln 2 / bytes per token; JSONL and TensorBoard agree
     (ev,) = _rows(tmp_path / "one", "eval")
     assert ev["a/bpb"] == pytest.approx(ev["a/loss"] / math.log(2) / 2.0, rel=1e-12)
+    # accuracy: the final model's top-1 hits over the batch's masked targets, counted here in numpy
+    batch = eval_sets["a"][0]
+    model = nnx.merge(abstract_model(BASE.model)[0], jax.device_get(one["state"]["params"]))
+    logits = np.asarray(model(batch["inputs"], batch["positions"], batch["segment_ids"]))
+    hits = (logits.argmax(-1) == batch["targets"]) * batch["mask"]
+    assert 0 < hits.sum() < batch["mask"].sum() and ev["a/acc"] == pytest.approx(hits.sum() / batch["mask"].sum())
     scalars = _tensorboard_scalars(tmp_path / "one" / "tensorboard")
     assert [scalars[("train/loss", s)] for s in range(1, 5)] == pytest.approx(losses_one, rel=1e-7)
     assert scalars[("eval/a/loss", 4)] == pytest.approx(ev["a/loss"], rel=1e-6)

@@ -60,7 +60,7 @@ def test_swarm_members_equal_lone_runs(tmp_path, data):
         for key in sorted(set(want[0]) - {"step", "split", "tok_s"}):  # loss, grad_norm, lr, tokens, ...
             np.testing.assert_allclose([r[key] for r in got], [r[key] for r in want], rtol=2e-6, err_msg=key)
         (ev_got,), (ev_want,) = rows(tmp_path / "swarm" / f"m{i}", "eval"), rows(tmp_path / "alone" / f"m{i}", "eval")
-        domain_keys = {f"{d}/{m}" for d in ALPHABETS for m in ("loss", "bpb")}
+        domain_keys = {f"{d}/{m}" for d in ALPHABETS for m in ("loss", "bpb", "acc")}
         assert set(ev_got) == set(ev_want) == {"step", "split"} | domain_keys
         assert ev_got == pytest.approx(ev_want, rel=2e-6)
         drop_tok_s = lambda row: {k: v for k, v in row.items() if k != "tok_s"}  # noqa: E731
