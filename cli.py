@@ -90,6 +90,7 @@ def build_parser() -> Parser:
     p.add_argument("--n-table", metavar="FILE", help="size -> N as JSON or CSV (size,N); the OLMo ladder's is built in")
     p.add_argument("--sizes", type=_names, help="fit on these sizes, e.g. 190M,370M,760M,1B (default: all)")
     p.add_argument("--multiples", type=_floats, help="fit on these token multiples (xC), e.g. 1,2,5,10 (default: all)")
+    p.add_argument("--mixture", help="--format table: only runs of this mixture (a ladder's main one, e.g. equal)")
     p.add_argument("--target", action="append", required=True, metavar="NAME:N:D",
                    help="model to predict; N a number or size, D tokens or KxC (repeatable), e.g. 3B-5xC:3B:5xC")
     p.add_argument("--tasks", type=_names, help="tasks to predict (default: the 8 main tasks, or all in the table)")
@@ -243,7 +244,7 @@ def cmd_predict_tasks(args: argparse.Namespace) -> None:
         runs = read_olmo_ladder(args.runs, n_table, args.sizes, args.multiples)
         default_tasks = MAIN_TASKS
     else:
-        everything = read_runs(args.runs)
+        everything = select_ladder(read_runs(args.runs), None, None, args.mixture)
         runs = select_ladder(everything, args.sizes, args.multiples)
         default_tasks = tuple(everything.tasks)
     names = args.tasks or [t for t in default_tasks if t in runs.tasks]

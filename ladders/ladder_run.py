@@ -193,10 +193,11 @@ def _train_one(cfg: LadderConfig, run: PlannedRun, out: str | Path, devices: lis
 
 def _swarms(runs: list[PlannedRun]) -> list[list[PlannedRun]]:
     """Runs grouped by size and multiple (same shape, batch and steps; differing in mixture or seed), in order;
-    growth variants and CPT phases alone."""
+    growth variants, CPT phases and their base runs alone (a phase starts from its base's own final checkpoint)."""
     groups: dict[tuple, list[PlannedRun]] = {}
+    bases = {run.base_run for run in runs}
     for run in runs:
-        key = (run.run,) if run.operator or run.base_run else (run.size, run.multiple)
+        key = (run.run,) if run.operator or run.base_run or run.run in bases else (run.size, run.multiple)
         groups.setdefault(key, []).append(run)
     return list(groups.values())
 

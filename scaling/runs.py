@@ -102,9 +102,16 @@ def concat(tables: Sequence[Runs], source: str) -> Runs:
     return Runs({c: np.concatenate([t.cols[c] for t in tables]) for c in names}, source)
 
 
-def select_ladder(runs: Runs, sizes: Sequence[str] | None, multiples: Sequence[float] | None) -> Runs:
-    """Rows of runs whose `size` is in sizes and whose `multiple` (xC) is in multiples (None: all)."""
+def select_ladder(runs: Runs, sizes: Sequence[str] | None, multiples: Sequence[float] | None,
+                  mixture: str | None = None) -> Runs:
+    """Rows of runs whose `size` is in sizes, whose `multiple` (xC) is in multiples and whose `mixture` is
+    mixture (None: all)."""
     keep = np.ones(len(runs), bool)
+    if mixture:
+        have = set(runs["mixture"].tolist()) if "mixture" in runs.cols else set()
+        if mixture not in have:
+            raise LadderlabError(f"{runs.source}: mixture {mixture!r} not in the runs (has: {', '.join(sorted(have))})")
+        keep &= runs["mixture"] == mixture
     if sizes:
         have = set(runs["size"].tolist())
         unknown = [s for s in sizes if s not in have]
@@ -114,5 +121,5 @@ def select_ladder(runs: Runs, sizes: Sequence[str] | None, multiples: Sequence[f
     if multiples:
         keep &= np.isclose(runs["multiple"][:, None], np.asarray(multiples, float)[None, :]).any(axis=1)
     if not keep.any():
-        raise LadderlabError(f"{runs.source}: no runs with sizes={sizes} and multiples={multiples}")
+        raise LadderlabError(f"{runs.source}: no runs with sizes={sizes}, multiples={multiples} and mixture={mixture}")
     return runs.select(keep)

@@ -38,6 +38,17 @@ def config(corpus, root, **changes) -> LadderConfig:
                            "cpt": {"dom": {"base": "equal", "mixture": {"a": 1.0}, "fraction": 0.25}}, **changes})
 
 
+def test_swarm_leaves_variants_and_cpt_bases_alone(tmp_path):
+    """With swarm=True, the mixtures of one size and multiple train together, but a CPT phase's base trains alone
+    (the phase starts from the base's own checkpoint), as do growth variants and the phases themselves."""
+    cfg = config(tmp_path / "corpus", tmp_path, swarm=True,
+                 mixtures={"equal": {"a": 1.0, "b": 1.0}, "ab": {"a": 3.0, "b": 1.0}, "ba": {"a": 1.0, "b": 3.0}})
+    units = [[r.run for r in unit] for unit in ladder_run._swarms(plan(cfg))]
+    assert sorted(units) == sorted([["t-0.02xC-equal-s0"], ["t-0.02xC-ab-s0", "t-0.02xC-ba-s0"],
+                                    ["t-0.02xC-equal-s0-grow-direct-depth"], ["t-0.02xC-equal-s0-cpt-dom"],
+                                    ["t-0.02xC-ab-s0-grow-direct-depth"], ["t-0.02xC-ba-s0-grow-direct-depth"]])
+
+
 @pytest.fixture(scope="module")
 def ladder(tmp_path_factory):
     """A base run, its direct:depth variant and a CPT phase on domain a, trained into one folder."""

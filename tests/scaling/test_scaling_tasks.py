@@ -188,7 +188,27 @@ def test_cli_predict_tasks_on_a_runs_table(tmp_path, capsys):
     assert "held" not in capsys.readouterr().err
 
 
+def test_cli_predict_tasks_mixture_picks_the_main_ladder(tmp_path):
+    """A ladder's table also holds a mixture sweep; --mixture fits the main mixture's runs alone."""
+    main_runs, sweep = synthetic_ladder(checkpoints=6), synthetic_ladder(checkpoints=6).select(slice(0, 6))
+    sweep.cols["run"] = np.array(["sweep"] * 6, object)
+    sweep.cols["loss/syn"] = sweep.cols["loss/syn"] * 1.5
+    for runs, mixture in ((main_runs, "equal"), (sweep, "mix1")):
+        runs.cols["mixture"] = np.array([mixture] * len(runs), object)
+    both = Runs({k: np.concatenate([main_runs.cols[k], sweep.cols[k]]) for k in main_runs.cols}, "both")
+    main_runs.write_csv(tmp_path / "main.csv")
+    both.write_csv(tmp_path / "both.csv")
+    docs = []
+    for name in ("main", "both"):
+        assert main(["predict", "tasks", "--runs", str(tmp_path / f"{name}.csv"), "--format", "table", "--mixture",
+                     "equal", "--target", "big:1e9:2e10", "--bootstrap", "10", "--workers", "1", "--json",
+                     str(tmp_path / f"{name}.json")]) == 0
+        docs.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert docs[0] == docs[1]
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--target", "t:1e9:1e10", "--mixture", "nope"], "mixture 'nope' not in the runs"),
     (["--target", "t:1e9:-5"], "target t: D must be a positive number"),
     (["--target", "t:1e9:1e10", "--tasks", "mmlu"], "task 'mmlu' not in the runs"),
     (["--target", "t:1e9:1e10", "--sizes", "7B"], "size(s) 7B not in the runs"),
