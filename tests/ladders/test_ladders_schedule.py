@@ -10,13 +10,23 @@ import pytest
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.schedule import make_schedule
-from ladderlab.ladders.step import make_optimizer
+from ladderlab.ladders.step import lr_table, make_optimizer, run_schedule
 
 
 def test_cosine_warms_up_then_decays_to_the_floor():
     lr = make_schedule("cosine", 1.0, steps=110, warmup=10, floor_ratio=0.1)
     values = [float(lr(s)) for s in (0, 4, 9, 10, 60, 110, 200)]
     np.testing.assert_allclose(values, [0.1, 0.5, 1.0, 1.0, 0.55, 0.1, 0.1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd", "constant"])
+def test_lr_table_is_the_schedule_at_every_step(schedule):
+    """The table is evaluated on a power-of-two length and cut: the same float32 values as at exactly `steps`."""
+    for steps in (1, 7, 8, 9, 100):
+        cfg = TrainConfig(steps=steps, warmup_steps=min(3, steps), lr=0.02, schedule=schedule)
+        table = lr_table(cfg)
+        assert table.shape == (steps,) and table.dtype == np.float32
+        np.testing.assert_array_equal(table, np.asarray(run_schedule(cfg)(jnp.arange(steps)), np.float32))
 
 
 def test_wsd_is_flat_then_decays_linearly_in_the_last_fraction():
