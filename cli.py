@@ -91,6 +91,8 @@ def build_parser() -> Parser:
     p.add_argument("--sizes", type=_names, help="fit on these sizes, e.g. 190M,370M,760M,1B (default: all)")
     p.add_argument("--multiples", type=_floats, help="fit on these token multiples (xC), e.g. 1,2,5,10 (default: all)")
     p.add_argument("--mixture", help="--format table: only runs of this mixture (a ladder's main one, e.g. equal)")
+    p.add_argument("--last", type=int, default=5, help="step 1: mean of each run's last LAST checkpoints")
+    p.add_argument("--window", type=int, default=5, help="step 2: trailing mean over WINDOW checkpoints")
     p.add_argument("--target", action="append", required=True, metavar="NAME:N:D",
                    help="model to predict; N a number or size, D tokens or KxC (repeatable), e.g. 3B-5xC:3B:5xC")
     p.add_argument("--tasks", type=_names, help="tasks to predict (default: the 8 main tasks, or all in the table)")
@@ -251,13 +253,14 @@ def cmd_predict_tasks(args: argparse.Namespace) -> None:
     for t in names:
         runs.require_task(t)
     console = make_console()
-    laws = tasks.fit(runs, names, args.bootstrap, args.seed, args.max_width, args.workers)
+    laws = tasks.fit(runs, names, args.bootstrap, args.seed, args.max_width, args.workers, last=args.last,
+                     window=args.window)
     for table in task_report.laws_tables(laws):
         console.print(table)
     for task, law in laws.laws.items():
         for w in [*law.step1.warnings, *law.step2.warnings]:
             console.print(f"[yellow]warning:[/yellow] {task}: {w}")
-    doc = task_report.predictions(laws, targets, everything, args.level)
+    doc = task_report.predictions(laws, targets, everything, args.level, args.last)
     for t in targets:
         console.print(task_report.prediction_table(t, doc[t.name], args.level))
     for task, e in task_report.error_summary(doc).items():
@@ -267,7 +270,7 @@ def cmd_predict_tasks(args: argparse.Namespace) -> None:
     if args.plot:
         Path(args.plot).mkdir(parents=True, exist_ok=True)
         for task, law in laws.laws.items():
-            p1, p2 = tasks.step1_points(runs, task), tasks.step2_points(runs, task)
+            p1, p2 = tasks.step1_points(runs, task, args.last), tasks.step2_points(runs, task, window=args.window)
             plot_task(law, p1, p2, targets, Path(args.plot) / f"{task}.png")
 
 

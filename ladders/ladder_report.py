@@ -3,7 +3,8 @@
 Reads only the results folder (runs.csv, ladder.json, each run's result.json), never JAX, so it works on any
 machine the folder is copied to. Scaling law: Chinchilla L(N, D) on the main mixture's final losses, with the
 largest run held out and predicted from the others. Mixing law: the mixtures trained at the smallest size and
-multiple, fitted per validation domain and optimised for the mean validation loss.
+multiple, fitted per validation domain and optimised for the mean validation loss. Task laws: each domain's
+next-token accuracy through its bits per byte (`scaling.tasks`), the same run held out.
 """
 
 from __future__ import annotations
@@ -108,6 +109,46 @@ def mixing_section(final: list[dict], mixtures: dict[str, dict[str, float]], mai
             "main_loss": main_loss, "main_predicted": main_pred, "N": float(n0), "multiple": float(m0), "runs": len(cell), "line": line}
 
 
+def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int, console: Console) -> dict[str, Any]:
+    """Two-step task laws on the main mixture's runs except `held_run` (each eval domain a task: its bits per byte,
+    then its top-1 next-token accuracy), and that run's final accuracy predicted against its actual one. Step 1 takes
+    each run's final evaluation and step 2 every evaluation after the first, unsmoothed (a ladder's evaluations are
+    few and each covers the whole eval set)."""
+    from ladderlab.scaling import tasks
+
+    plain = runs.select((runs["mixture"] == main) & (runs["operator"] == "scratch") & (runs["base_run"] == "")
+                        if "operator" in runs.cols else runs["mixture"] == main)
+    names = plain.tasks
+    if not names or held_run not in plain.run_ids:
+        return {"skipped": "task laws skipped: no accuracy columns in runs.csv"}
+    fit_runs = plain.select(plain["run"] != held_run)
+    laws = tasks.fit(fit_runs, names, bootstrap, seed, max_width=1.0, last=1, window=1)
+    final = plain.rows_of(held_run)[-1]
+    n, d = float(plain["N"][final]), float(plain["D"][final])
+    rows = {}
+    for task, p in laws.predict(n, d).items():
+        actual = float(plain[f"acc/{task}"][final])
+        rows[task] = {**p.to_json(), "actual_loss": float(plain[f"loss/{task}"][final]), "actual_acc": actual,
+                      "acc_error": p.acc - actual}
+    table = Table(title=f"task laws: next-token accuracy (%) of {held_run}, predicted from the other "
+                        f"{len(fit_runs.run_ids)} runs (90% intervals)", title_justify="left")
+    for col in ("domain", "bits/byte", "actual", "accuracy [interval]", "actual", "error"):
+        table.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True)
+    for task, r in rows.items():
+        table.add_row(task, f"{r['loss']:.3f}", f"{r['actual_loss']:.3f}",
+                      f"{100 * r['acc']:.1f} [{100 * r['acc_lo']:.1f}, {100 * r['acc_hi']:.1f}]",
+                      f"{100 * r['actual_acc']:.1f}", f"{100 * r['acc_error']:+.1f}")
+    console.print(table)
+    errors = [abs(100 * r["acc_error"]) for r in rows.values()]
+    inside = sum(r["acc_lo"] <= r["actual_acc"] <= r["acc_hi"] for r in rows.values())
+    line = (f"held-out task check: {held_run}'s next-token accuracy on {len(rows)} domains predicted with mean "
+            f"|error| {np.mean(errors):.2f} points (max {max(errors):.2f}); {inside}/{len(rows)} inside the 90% "
+            "interval")
+    console.print(line)
+    return {"run": held_run, "N": n, "D": d, "tasks": rows, "mean_abs_error_pts": float(np.mean(errors)),
+            "line": line}
+
+
 def target_section(scaling: dict, mixing: dict, target_n: float, target_d: float, console: Console) -> dict[str, Any]:
     """The larger target: its loss from the scaling law with the main mixture, and with the best mixture by the
     mixing law's predicted ratio best / main (mixture rankings carry over from small to large models, as RegMix
@@ -144,13 +185,16 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     plain = [r for r in final if r.get("operator", "scratch") == "scratch" and not r.get("base_run")]  # no variants
     scaling = scaling_section(plain, main, bootstrap, seed, console)
     mixing = mixing_section(plain, mixes, main, seed, console)
+    held = scaling.get("held_out", {}).get("run")
+    task = task_section(runs, main, held, bootstrap, seed, console) if held else {}
     largest = max(r["N"] for r in final)
     target_n = target_n or 10 * largest
     target = target_section(scaling, mixing, target_n, cfg["tokens_per_param"] * target_n, console)
     plots = _plots(store, meta, scaling, mixing, out)
     summary = {"name": meta["name"], "runs": len(final), "final": [_plain(r) for r in final],
                "scaling": {k: v for k, v in scaling.items() if k not in ("fitted", "points")},
-               "mixing": {k: v for k, v in mixing.items() if k != "prediction"}, "target": target, "plots": plots}
+               "mixing": {k: v for k, v in mixing.items() if k != "prediction"}, "tasks": task, "target": target,
+               "plots": plots}
     write_atomic(out / "summary.json", json.dumps(_plain(summary), indent=1))
     write_atomic(out / "report.md", markdown(summary))
     console.print(f"report: {out / 'report.md'} ({len(plots)} plots)")
@@ -200,6 +244,8 @@ def markdown(s: dict[str, Any]) -> str:
         lines.append(sc.get("skipped", ""))
     mx = s["mixing"]
     lines += ["", "## Mixing law", "", mx.get("line", mx.get("skipped", ""))]
+    if s.get("tasks"):
+        lines += ["", "## Task laws (next-token accuracy)", "", s["tasks"].get("line", s["tasks"].get("skipped", ""))]
     if s["target"]:
         lines += ["", "## Target", "", s["target"]["line"]]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]

@@ -11,7 +11,7 @@ from rich.table import Table
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.olmo import TOKENS_PER_PARAM, parse_multiple
 from ladderlab.scaling.runs import Runs
-from ladderlab.scaling.tasks import TaskLaws, actual, check_target
+from ladderlab.scaling.tasks import LAST, TaskLaws, actual, check_target
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,16 @@ def parse_target(text: str, n_table: Mapping[str, float]) -> Target:
     return Target(name, n, d)
 
 
-def predictions(laws: TaskLaws, targets: Sequence[Target], reference: Runs | None, level: float) -> dict[str, Any]:
-    """{target: {task: {loss, acc, acc_lo, acc_hi, ...}}}, with actual values and errors where the runs have them."""
+def predictions(laws: TaskLaws, targets: Sequence[Target], reference: Runs | None, level: float,
+                last: int = LAST) -> dict[str, Any]:
+    """{target: {task: {loss, acc, acc_lo, acc_hi, ...}}}, with actual values (mean of a run's last `last`
+    checkpoints) and errors where the runs have them."""
     doc: dict[str, Any] = {}
     for t in targets:
         doc[t.name] = {}
         for task, p in laws.predict(t.N, t.D, level).items():
             row = p.to_json()
-            seen = actual(reference, t.name, t.N, t.D, task) if reference is not None else None
+            seen = actual(reference, t.name, t.N, t.D, task, last) if reference is not None else None
             if seen:
                 row.update(actual_loss=seen["loss"], actual_acc=seen["acc"],
                            loss_error=p.loss / seen["loss"] - 1, acc_error=p.acc - seen["acc"],

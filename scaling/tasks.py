@@ -224,8 +224,8 @@ def _fit_job(job: tuple) -> TaskLaw:
     return fit_task(runs, task, bootstrap, seed, max_width, index, **options)
 
 
-def actual(runs: Runs, name: str, n: float, d: float, task: str) -> dict[str, float] | None:
-    """The observed loss and accuracy at a target (mean of the last checkpoints), if the runs include it.
+def actual(runs: Runs, name: str, n: float, d: float, task: str, last: int = LAST) -> dict[str, float] | None:
+    """The observed loss and accuracy at a target (mean of the last `last` checkpoints), if the runs include it.
 
     A run matches by id (`name`), or by N within 0.5% and final tokens within 2%.
     """
@@ -233,6 +233,6 @@ def actual(runs: Runs, name: str, n: float, d: float, task: str) -> dict[str, fl
         i = runs.rows_of(r)
         n_r, d_r = runs["N"][i[-1]], runs["D"][i[-1]]
         if r == name or (abs(n_r / n - 1) < 0.005 and abs(d_r / d - 1) < 0.02):
-            return {"loss": float(runs[f"loss/{task}"][i[-LAST:]].mean()),
-                    "acc": float(runs[f"acc/{task}"][i[-LAST:]].mean())}
+            return {"loss": float(runs[f"loss/{task}"][i[-last:]].mean()),
+                    "acc": float(runs[f"acc/{task}"][i[-last:]].mean())}
     return None

@@ -91,3 +91,33 @@ def test_report_of_an_empty_or_foreign_folder_is_an_error(tmp_path, capsys):
     LadderStore.create(tmp_path / "l", LadderConfig(), plan(LadderConfig()))
     assert main(["report", str(tmp_path / "l")]) == 2
     assert "no finished runs yet" in capsys.readouterr().err
+
+
+def test_task_laws_predict_the_held_out_runs_accuracy(tmp_path, capsys):
+    """Four evaluations per run; each domain's bits per byte follows a Chinchilla law and its accuracy a sigmoid of
+    it: the report's task section predicts the largest run's final accuracy from the others."""
+    cfg = LadderConfig(sizes=(3e3, 8e3, 2.5e4, 3.6e4), multiples=(1.0, 2.0, 4.0), width_per_layer=32)
+    runs = plan(cfg)
+    store = LadderStore.create(tmp_path, cfg, runs)
+    acc = lambda loss: 1.0 - 0.9 / (1 + np.exp(-3.0 * (loss - 2.5)))  # noqa: E731
+    for r in runs:
+        rows = []
+        for k in (1, 2, 3, 4):
+            d = r.tokens * k / 4
+            val = chinchilla(r.n, d)
+            rows.append({"run": r.run, "size": r.size, "mixture": r.mixture, "multiple": r.multiple, "seed": r.seed,
+                         "N": r.n, "D": d, "step": r.steps * k // 4, "lr": r.lr, "train_loss": val, "loss": val,
+                         **{f"val/{x}": val for x in DOMAINS}, **{f"loss/{x}": val + i for i, x in enumerate(DOMAINS)},
+                         **{f"acc/{x}": float(acc(val + i)) for i, x in enumerate(DOMAINS)}})
+        store.run_dir(r.run).mkdir(parents=True)
+        write_atomic(store.run_dir(r.run) / "result.json", json.dumps(
+            {"run": r.run, "rows": rows, "train_curve": [[1, 5.0], [r.steps, 4.0]], "seconds": 1.0}))
+    store.write_table()
+    task = make_report(tmp_path, bootstrap=20)["tasks"]
+    assert task["run"] == "36k-4xC-equal-s0" and set(task["tasks"]) == set(DOMAINS)
+    for i, x in enumerate(DOMAINS):
+        truth = acc(chinchilla(36160, task["D"]) + i)
+        assert task["tasks"][x]["actual_acc"] == pytest.approx(truth)
+        assert task["tasks"][x]["acc"] == pytest.approx(truth, abs=0.005)
+    assert task["mean_abs_error_pts"] < 0.5 and "held-out task check: 36k-4xC-equal-s0" in capsys.readouterr().out
+    assert "## Task laws" in (tmp_path / "report" / "report.md").read_text()
