@@ -122,7 +122,11 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
     if not names or held_run not in plain.run_ids:
         return {"skipped": "task laws skipped: no accuracy columns in runs.csv"}
     fit_runs = plain.select(plain["run"] != held_run)
-    laws = tasks.fit(fit_runs, names, bootstrap, seed, max_width=1.0, last=1, window=1)
+    try:
+        laws = tasks.fit(fit_runs, names, bootstrap, seed, max_width=1.0, last=1, window=1)
+    except LadderlabError as e:  # e.g. one evaluation per run leaves step 2 no points
+        console.print(f"task laws skipped: {e}")
+        return {"skipped": f"task laws skipped: {e}"}
     final = plain.rows_of(held_run)[-1]
     n, d = float(plain["N"][final]), float(plain["D"][final])
     rows = {}
