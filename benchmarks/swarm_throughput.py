@@ -7,7 +7,7 @@ throughput by the better of the two. Swarm sides: all members vmapped at once on
 `--chunk`-member vmaps on one device (`chunked`), and the member axis sharded over all host devices, each device
 looping over its own members in chunks (`sharded`, the one `ratio` uses). Rounds alternate the sides so load from
 other processes hits all; medians are reported. CPU host devices: `--host-devices` (default: one per core).
-Default shape: the demo ladder's mixture-sweep model (8.3k non-embedding parameters, d=16, 1 layer, 2 heads).
+Default shape: the demo ladder's mixture-sweep model (3.1k non-embedding parameters: d=8, 1 layer, 1 head).
 
     python benchmarks/swarm_throughput.py --json OUT [--models 16] [--steps 5] [--rounds 3] [--d-model 128 ...]
 """
@@ -149,10 +149,10 @@ def run(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=16)
-    parser.add_argument("--d-model", type=int, default=16)
+    parser.add_argument("--d-model", type=int, default=8)
     parser.add_argument("--layers", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=2)
-    parser.add_argument("--d-ff", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=1)
+    parser.add_argument("--d-ff", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=259)
     parser.add_argument("--chunk", type=int, default=1, help="members vmapped at once in the chunked sides")
     parser.add_argument("--batch", type=int, default=8)

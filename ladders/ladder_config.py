@@ -71,6 +71,7 @@ class LadderConfig:
     # running
     swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
     swarm_chunk: int = 0  # members a swarm vmaps at once, chunks in a loop (0 = all: accelerators; 1: CPUs)
+    swarm_shards: int = 1  # device groups a swarm's members split over (the largest divisor of its size up to this)
     evals_per_run: int = 4  # evaluation + checkpoint points per run (the last step is always one)
     mesh: tuple[int, int, int] = (1, -1, 1)
     device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
@@ -84,4 +85,5 @@ class LadderConfig:
 
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
 # that differs from its own only in these.
-NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "cache_dir", "name")
+NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "swarm_chunk", "swarm_shards",
+               "cache_dir", "name")

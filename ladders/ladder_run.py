@@ -133,8 +133,9 @@ def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: 
         if len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
             from ladderlab.ladders.swarm import train_swarm
 
+            shards = max(k for k in range(1, max(cfg.swarm_shards, 1) + 1) if len(unit) % k == 0)
             train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices,
-                        chunk=cfg.swarm_chunk or None)
+                        chunk=cfg.swarm_chunk or None, member_shards=shards)
         elif todo:
             _train_one(cfg, unit[0], out, devices)
         return unit, todo, (time.perf_counter() - start) / len(unit)

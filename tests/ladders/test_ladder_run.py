@@ -133,10 +133,14 @@ def test_bad_input_is_an_error_and_overwrites_nothing(ladder, tmp_path, capsys):
     assert code == 2 and "not a ladder results folder" in capsys.readouterr().err
 
 
-def test_swarm_switch_trains_each_size_and_multiple_together(ladder, tmp_path, capsys):
+@pytest.mark.parametrize("layout", [dict(devices=1), dict(devices=2, swarm_chunk=1, swarm_shards=2)])
+def test_swarm_switch_trains_each_size_and_multiple_together(ladder, tmp_path, capsys, layout):
+    """All members vmapped on one device, or one member shard per device, each looping over its members."""
     cfg, _, reference = ladder
-    swarm = LadderConfig(**{**cfg.__dict__, "swarm": True, "multiples": (0.1,)})  # the two mixtures at 0.1xC
-    ladder_run.run_ladder(swarm, tmp_path / "swarm", devices=jax.devices()[:1])
+    layout = dict(layout)
+    devices = jax.devices()[:layout.pop("devices")]
+    swarm = LadderConfig(**{**cfg.__dict__, "swarm": True, "multiples": (0.1,), **layout})  # two mixtures at 0.1xC
+    ladder_run.run_ladder(swarm, tmp_path / "swarm", devices=devices)
     assert capsys.readouterr().out.count("swarm of 2") == 2
     assert [p.name for p in (tmp_path / "swarm" / "swarms").iterdir()] == ["3.1k-0.1xC-equal-s0"]
     got, want = read_runs(tmp_path / "swarm"), read_runs(reference)
