@@ -77,10 +77,10 @@ class LadderConfig:
     device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
     progress: bool = False  # per-step progress bars (the runner prints one line per run)
     # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
-    # (fitted to 31 demo runs on a busy 2-core CPU)
-    flops_per_s: float = 1e10
-    step_s: float = 0.0095
-    overhead_s: float = 3.5
+    # (least squares over the 30 runs of the demo and quick ladders on this project's 2-core CPU, load average ~1.5)
+    flops_per_s: float = 1.7e10
+    step_s: float = 0.005
+    overhead_s: float = 1.0
 
 
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
