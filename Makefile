@@ -1,20 +1,51 @@
-# Set-up and checks. `make test` is what CI runs (.ci/run).
+# Set-up and checks. `make test` is what CI runs (.ci/run). Every install is pinned by requirements.lock, so a fresh
+# machine tests exactly the versions CI tested; `make lock` refreshes it, `make test-latest` tries the newest releases.
 PYTHON ?= python3
+PIP = $(PYTHON) -m pip install -q -c requirements.lock
 
-.PHONY: install test test-seqio demo bench
+.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-latest lock demo bench
 
 install:
-	$(PYTHON) -m pip install -q -e ".[test]"
+	$(PIP) -e ".[test]"
 
+# The peers the benchmarks measure against (PyTorch CPU, LightGBM); without them they report "baseline": "skipped".
+install-bench:
+	$(PIP) -e ".[test,bench]"
+
+# Every step runs (-k) and prints its summary line; any failure fails the target.
 test: install
+	$(MAKE) -k test-unit test-layers test-bench test-seqio
+
+test-unit:
 	$(PYTHON) -m pytest -q tests
-	$(MAKE) test-seqio
+
+# The layering rule in pyproject.toml ([tool.importlinter]).
+test-layers:
+	$(PYTHON) -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-cache
+
+# Every benchmark in --smoke mode: it runs, and its JSON keys are present, finite and (rates, times) positive.
+test-bench:
+	$(PYTHON) benchmarks/smoke.py
 
 # The seqio adapter with the optional extra installed, in its own venv so TensorFlow never enters the main one.
 test-seqio:
 	$(PYTHON) -m venv --system-site-packages .venv-seqio
-	.venv-seqio/bin/python -m pip install -q -e ".[seqio]"
+	.venv-seqio/bin/python -m pip install -q -c requirements.lock -e ".[seqio]"
 	.venv-seqio/bin/python -m pytest -q tests/data/test_seqio_source.py
+
+# The newest release of every dependency, in a throwaway venv (not CI: it says what the next `make lock` will meet).
+test-latest:
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q -U -e ".[test,bench]"
+	.venv-latest/bin/python -m pip list --format=freeze > .venv-latest/versions.txt
+	$(MAKE) -k test-unit test-layers test-bench PYTHON=.venv-latest/bin/python
+
+# Re-resolve requirements.lock from pyproject.toml (all extras) at the newest versions that fit it.
+lock:
+	$(PYTHON) -m pip install -q pip-tools
+	$(PYTHON) -m piptools compile -q --upgrade --all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
+	sed -i 's/^\(torch==[0-9.]*\)+cpu$$/\1/' requirements.lock  # the CPU wheel where offered, PyPI's elsewhere
 
 demo:
 	$(PYTHON) -m pip install -q -e . && ladderlab demo
