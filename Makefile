@@ -33,10 +33,15 @@ test-seqio:
 	.venv-seqio/bin/python -m pip install -q -c requirements.lock -e ".[seqio]"
 	.venv-seqio/bin/python -m pytest -q tests/data/test_seqio_source.py
 
-# The newest release of every dependency, in a throwaway venv (not CI: it says what the next `make lock` will meet).
+# The newest release of every dependency, past pyproject.toml's pins and caps, in a throwaway venv (not CI: it says
+# what a bump would meet); the versions it tested are listed in .venv-latest/versions.txt.
+DEPENDENCIES = $(shell $(PYTHON) -c "import re, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	print(*{re.match('[A-Za-z0-9_.-]+', d)[0] for d in p['dependencies'] + p['optional-dependencies']['test'] \
+	+ p['optional-dependencies']['bench']})")
 test-latest:
 	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
-	.venv-latest/bin/python -m pip install -q -U -e ".[test,bench]"
+	.venv-latest/bin/python -m pip install -q -U pip $(DEPENDENCIES)
+	.venv-latest/bin/python -m pip install -q --no-deps -e .
 	.venv-latest/bin/python -m pip list --format=freeze > .venv-latest/versions.txt
 	$(MAKE) -k test-unit test-layers test-bench PYTHON=.venv-latest/bin/python
 

@@ -6,21 +6,66 @@ Bad usage or bad input prints one line naming what is wrong and exits with code 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from typing import Any, Sequence
 
 from ladderlab.errors import LadderlabError
+from ladderlab.units import parse_size
 
 BUDGETS = (1e20, 1e21, 1e22, 1e23, 1e24)
+SET_HELP = ("override a config field (repeatable): a dotted path, model.d_model=192, or gin's Class.field, "
+            "ModelConfig.d_model=192; counts may be size labels, sizes=(3k,12k)")
 ONE_D = {"step": ("steps", "S"), "size": ("n", "N"), "compute": ("flops", "C")}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it is None, False or empty or the help text already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default in ("", [], ()) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
+    """argparse, but a usage error is one line and exit code 2, and --help shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _Config(argparse.Action):
+    """Stores CONFIG, given as the positional argument or as --config; both at once must name the same file."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values is None:  # the optional positional, absent
+            return
+        if namespace.config is not None and namespace.config != values:
+            parser.error(f"two configs given: {namespace.config} and {values}")
+        namespace.config = values
+
+
+def _add_config(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+    """CONFIG as the first argument or as --config CONFIG: every command that reads a config takes both."""
+    p.add_argument("config", nargs="?", action=_Config, metavar="CONFIG", help=what)
+    p.add_argument("--config", dest="config", action=_Config, metavar="CONFIG", help="the same as CONFIG")
+    p.set_defaults(config_required=required)
+
+
+def _size(text: str) -> float:
+    """argparse type of a parameter or token count: a number or a size label (7B, 190M, 1.3B, 500K)."""
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -36,13 +81,14 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _point(text: str) -> dict[str, float]:
     try:
-        return {k.strip(): float(v) for k, v in (kv.split("=") for kv in text.split(","))}
+        return {k.strip(): parse_size(v) for k, v in (kv.split("=") for kv in text.split(","))}
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,NAME=VALUE], got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,NAME=VALUE] (values may be sizes like 7B), "
+                                         f"got {text!r}") from None
 
 
 def _common_fit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--csv", required=True, help="results table, one row per run")
+    p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV", help="results table, one row per run")
     p.add_argument("--loss", required=True, help="loss column")
     p.add_argument("--where", action="append", default=[], metavar="COL<op>VALUE",
                    help="keep rows where COL = TEXT, != TEXT, or <, <=, >, >= NUMBER (repeatable)")
@@ -56,6 +102,7 @@ def _common_fit_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="ladderlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('ladderlab')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     fit = sub.add_parser("fit", help="fit a scaling law to a results CSV")
@@ -71,21 +118,25 @@ def build_parser() -> Parser:
     _common_fit_args(p)
     for flag, what in (("--n", "parameter-count"), ("--d", "training-tokens"), ("--unique", "unique-tokens")):
         p.add_argument(flag, required=True, help=f"{what} column")
-    p.add_argument("--base", metavar="JSON", help="chinchilla fit to hold fixed (default: fit it on rows with D <= U)")
+    p.add_argument("--base-law", metavar="JSON",
+                   help="chinchilla fit to hold fixed (default: fit it on rows with D <= U)")
+    p.add_argument("--base", dest="base_law", help=argparse.SUPPRESS)  # the old spelling (fit cmr's --base is a column)
     for name, (flag, var) in ONE_D.items():
         p = laws.add_parser(name, help=f"L({var}) = E + coef/{var}^exponent")
         _common_fit_args(p)
         p.add_argument(f"--{flag}", required=True, help=f"{var} column")
-        p.add_argument("--at", type=float, action="append", default=[], help=f"predict at this {var} (repeatable)")
+        p.add_argument("--at", type=_size, action="append", default=[], help=f"predict at this {var} (repeatable)")
 
     predict = sub.add_parser("predict", help="predict from a fitted law")
     what = predict.add_subparsers(dest="what", required=True, parser_class=Parser)
     p = what.add_parser("loss", help="the law's prediction (with interval) at given inputs")
     p.add_argument("--law", required=True, metavar="JSON", help="a law written by `ladderlab fit ... --json`")
-    p.add_argument("--at", type=_point, action="append", required=True, metavar="N=7e9,D=1.4e12")
-    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--at", type=_point, action="append", required=True, metavar="N=7e9,D=1.4e12",
+                   help="the law's inputs to predict at (repeatable); counts may be size labels, N=7B,D=1.4T")
+    p.add_argument("--json", metavar="OUT", help="write the predictions as JSON")
     p = what.add_parser("tasks", help="benchmark accuracy of a target model from a ladder's runs (two-step task laws)")
-    p.add_argument("--runs", required=True, metavar="DIR", help="run CSVs (--format olmo) or a runs table (--format table)")
+    p.add_argument("--runs", "--csv", dest="runs", required=True, metavar="RUNS",
+                   help="a folder of run CSVs (--format olmo) or a runs table (--format table)")
     p.add_argument("--format", choices=("olmo", "table"), default="olmo", help="olmo: one SIZE-KxC.csv per run")
     p.add_argument("--n-table", metavar="FILE", help="size -> N as JSON or CSV (size,N); the OLMo ladder's is built in")
     p.add_argument("--sizes", type=_names, help="fit on these sizes, e.g. 190M,370M,760M,1B (default: all)")
@@ -94,10 +145,11 @@ def build_parser() -> Parser:
     p.add_argument("--last", type=int, default=5, help="step 1: mean of each run's last LAST checkpoints")
     p.add_argument("--window", type=int, default=5, help="step 2: trailing mean over WINDOW checkpoints")
     p.add_argument("--target", action="append", required=True, metavar="NAME:N:D",
-                   help="model to predict; N a number or size, D tokens or KxC (repeatable), e.g. 3B-5xC:3B:5xC")
+                   help="model to predict; N a number, a size in the N table or a label like 7B, D tokens or KxC "
+                        "(repeatable), e.g. 3B-5xC:3B:5xC")
     p.add_argument("--tasks", type=_names, help="tasks to predict (default: the 8 main tasks, or all in the table)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap refits per step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.9, help="interval level")
     p.add_argument("--max-width", type=float, default=0.1,
                    help="flag a task as not predictable when its accuracy interval is wider than this (fraction)")
@@ -105,22 +157,31 @@ def build_parser() -> Parser:
     p.add_argument("--json", metavar="OUT", help="{target: {task: {loss, acc, acc_lo, acc_hi, ...}}}")
     p.add_argument("--plot", metavar="DIR", help="write the step-1 and step-2 fits of each task as DIR/<task>.png")
 
-    demo = sub.add_parser("demo", help="build the demo corpus, train a small ladder on CPU, fit its laws, report")
-    demo.add_argument("--quick", action="store_true", help="a smaller ladder on text already on the machine (~2 min)")
+    demo = sub.add_parser("demo", help="build the demo corpus, train a small ladder on CPU, fit its laws, report (its "
+                                        "time: `ladderlab ladder plan configs/ladder_demo.gin`, printed at the start)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a smaller ladder on text already on the machine (its time: "
+                           "`ladderlab ladder plan configs/ladder_quick.gin`)")
     demo.add_argument("--bundled", action="store_true", help="no training: fit laws on bundled real training runs")
-    demo.add_argument("--out", metavar="DIR", help="the ladder folder (default: runs/demo or runs/demo-quick)")
-    demo.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap refits of the scaling law (100; --quick 30)")
-    demo.add_argument("--config", help="a LadderConfig file (default: configs/ladder_demo.gin or ladder_quick.gin); "
-                                       "with --bundled, a BundledDemoConfig file")
-    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    demo.add_argument("--out", metavar="DIR",
+                      help="the ladder folder (default: runs/demo or runs/demo-quick); with --bundled: write "
+                           "summary.json, report.txt and the fits' plots there")
+    demo.add_argument("--bootstrap", type=int, metavar="B",
+                      help="bootstrap refits of the scaling law (default: 100; --quick 30)")
+    _add_config(demo, "a LadderConfig file (default: configs/ladder_demo.gin or ladder_quick.gin); with --bundled, "
+                      "a BundledDemoConfig file")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     demo.add_argument("--json", metavar="OUT", help="write the demo's results as JSON")
 
     train = sub.add_parser("train", help="train one model (resumes from the newest checkpoint in its run_dir)")
-    train.add_argument("--config", help="a .gin or .py file configuring TrainConfig (see configs/train_*.gin)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    _add_config(train, "a .gin or .py file configuring TrainConfig (see configs/train_*.gin)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     train.add_argument("--compile-only", action="store_true",
                        help="lower and compile the train step for the config's mesh on fake CPU devices, print "
-                            "memory and FLOP figures, and exit without training")
+                            "per-device memory (GiB) and FLOP figures, and exit without training")
+    train.add_argument("--allow-schedule-change", action="store_true",
+                       help="resume a run whose steps, lr or schedule fields changed (says which); other changes are "
+                            "refused")
     train.add_argument("--json", metavar="OUT", help="write the final metrics (or the compile figures) as JSON")
 
     data = sub.add_parser("data", help="build corpora, train a tokenizer, inspect a data config")
@@ -131,14 +192,14 @@ def build_parser() -> Parser:
     p.add_argument("--force", action="store_true", help="rebuild even if the corpus is cached")
     p = data_sub.add_parser("train-tokenizer", help="train a SentencePiece BPE tokenizer on a corpus")
     p.add_argument("--corpus", default="quick", help="a corpus folder, 'quick' or 'demo'")
-    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--vocab-size", type=int, default=8192, help="pieces in the vocabulary")
     p.add_argument("--max-bytes", type=int, default=2_000_000, help="training text per domain (bytes)")
-    p.add_argument("--out", required=True, metavar="FILE.model")
-    p.add_argument("--cache-dir", default="")
+    p.add_argument("--out", required=True, metavar="FILE.model", help="the tokenizer file to write")
+    p.add_argument("--cache-dir", default="", help="default: $LADDERLAB_CACHE or ~/.cache/ladderlab")
     p = data_sub.add_parser("inspect", help="per-domain documents, unique tokens, weights, epochs, eval bytes/token")
-    p.add_argument("--config", help="a .gin or .py file configuring DataConfig")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.add_argument("--json", metavar="OUT")
+    _add_config(p, "a .gin or .py file configuring DataConfig (default: DataConfig's defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--json", metavar="OUT", help="write the per-domain rows as JSON")
     _add_mixture_parsers(sub, laws, what)  # issue 4: mixing laws, CMR, mixture optimisation
     _add_ladder_parsers(sub)  # issue 7: ladder plan / run / status, report
     _add_grow_parsers(sub)  # issue 8: model growth plan / compare / refit
@@ -186,10 +247,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     elif args.law == "data-constrained":
         cols = _load_table(args, [args.n, args.d, args.unique])
         x, y = {"N": cols[args.n], "D": cols[args.d], "U": cols[args.unique]}, cols[args.loss]
-        if args.base:
-            base = load_fitted(args.base)
+        if args.base_law:
+            base = load_fitted(args.base_law)
             if base.law.name != "chinchilla":
-                raise LadderlabError(f"{args.base}: --base must be a chinchilla fit, not {base.law.name}")
+                raise LadderlabError(f"{args.base_law}: --base-law must be a chinchilla fit, not {base.law.name}")
         else:
             single = x["D"] <= x["U"]
             base = fit("chinchilla", {"N": x["N"][single], "D": x["D"][single]}, y[single])
@@ -276,19 +337,25 @@ def cmd_predict_tasks(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from ladderlab.config import load_config
+    from ladderlab.scaling.report import make_console
 
+    console = make_console()
     if args.bundled:
         from ladderlab.scaling.bundled_demo import BundledDemoConfig, run_bundled_demo
 
-        doc = run_bundled_demo(load_config(BundledDemoConfig, args.config, args.set))
+        doc = run_bundled_demo(load_config(BundledDemoConfig, args.config, args.set), console, out=args.out)
     else:
         from ladderlab.demo import default_config, run_demo
         from ladderlab.ladders.ladder_config import LadderConfig
+        from ladderlab.ladders.ladder_plan import estimate_s, plan
 
         cfg = load_config(LadderConfig, args.config or default_config(args.quick), args.set)
         out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
         bootstrap = args.bootstrap if args.bootstrap is not None else 30 if args.quick else 100
-        doc = run_demo(cfg, out, bootstrap=bootstrap)
+        runs = plan(cfg)
+        console.print(f"ladder {cfg.name!r}: {len(runs)} runs, estimated {estimate_s(runs) / 60:.1f} min of training "
+                      "on this machine (`ladderlab ladder plan`)")
+        doc = run_demo(cfg, out, bootstrap=bootstrap, console=console)
     _write_json(args.json, doc)
 
 
@@ -299,16 +366,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ladderlab.config import load_config
     from ladderlab.ladders.config import TrainConfig
 
-    cfg = load_config(TrainConfig, args.config, args.set)
+    overrides = [*args.set, "allow_schedule_change=True"] if args.allow_schedule_change else args.set
+    cfg = load_config(TrainConfig, args.config, overrides)
     if args.compile_only:
         if "jax" not in sys.modules and min(cfg.mesh) > 0:  # fake the mesh's devices on this host's CPU
             os.environ["JAX_PLATFORMS"] = "cpu"
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} " \
                                       f"--xla_force_host_platform_device_count={math.prod(cfg.mesh)}".strip()
-        from ladderlab.ladders.train import Trainer
+        from ladderlab.ladders.train import Trainer, compile_report
 
         doc = Trainer(cfg).compile()
-        print(json.dumps(doc, indent=2))
+        print(compile_report(doc))
     else:
         from ladderlab.ladders.train import train
 
@@ -376,7 +444,7 @@ def _kv(text: str) -> tuple[str, float]:
     try:
         if not sep:
             raise ValueError
-        return name.strip(), float(value)
+        return name.strip(), parse_size(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected DOMAIN=NUMBER, got {text!r}") from None
 
@@ -389,8 +457,10 @@ def _add_mixture_parsers(sub: Any, laws: Any, what: Any) -> None:
     p = laws.add_parser("mixing-law", help="mixing laws L_i(r) = c_i + k_i exp(t_i . f(r)) from mixtures -> losses")
     p.add_argument("--mixtures", required=True, metavar="M.csv", help="one row per run: id + one share column per domain")
     p.add_argument("--losses", required=True, metavar="L.csv", help="one row per run: id + one loss column per val domain")
-    p.add_argument("--on", default="id", metavar="ID_COL", help="id column joining the two files (default: id)")
-    p.add_argument("--target", action="append", default=[], metavar="COL", help="fit only this loss column (repeatable)")
+    p.add_argument("--on", default="id", metavar="ID_COL", help="id column joining the two files")
+    p.add_argument("--loss", action="append", default=[], metavar="COL",
+                   help="fit only this loss column (repeatable; default: every column)")
+    p.add_argument("--target", action="append", dest="loss", help=argparse.SUPPRESS)  # the old spelling of --loss
     p.add_argument("--model", default="auto", choices=["auto", "plain", "log", "implicit"],
                    help="plain: the paper's law; log: adds log-share features; implicit: K latent domains on one "
                         "total column; auto (default): plain or log per column by 5-fold held-out error")
@@ -399,18 +469,18 @@ def _add_mixture_parsers(sub: Any, laws: Any, what: Any) -> None:
     p.add_argument("--json", metavar="OUT", help="write the fitted mixing model as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="held-out predicted vs observed, per column")
     p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs")
-    p.add_argument("--csv", required=True, help="one row per CPT run")
+    p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV", help="one row per CPT run")
     for flag, what_col in (("--ratio", "domain-ratio"), ("--tokens", "CPT-tokens"), ("--general", "general-loss"),
                            ("--base", "pre-CPT general-loss")):
         p.add_argument(flag, required=True, help=f"{what_col} column")
     p.add_argument("--domain", help="domain-loss column (fits the domain law per size)")
     p.add_argument("--size", help="model-size column (fits how CMR moves with N)")
     p.add_argument("--tolerance", type=float, required=True, help="allowed absolute increase of general loss")
-    p.add_argument("--at-tokens", type=float, help="CPT tokens of the run to predict (default: the largest)")
-    p.add_argument("--at-size", type=float, help="model size of the run to predict (default: the largest)")
+    p.add_argument("--at-tokens", type=_size, help="CPT tokens of the run to predict (default: the largest)")
+    p.add_argument("--at-size", type=_size, help="model size of the run to predict (default: the largest)")
     p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--json", metavar="OUT", help="write the critical mixture ratio as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="trade-off at the target run and CMR against tokens")
     p = what.add_parser("mixture-loss", help="per-domain losses of new mixtures from a fitted mixing law")
     p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
@@ -420,16 +490,17 @@ def _add_mixture_parsers(sub: Any, laws: Any, what: Any) -> None:
     kinds = opt.add_subparsers(dest="what", required=True, parser_class=Parser)
     p = kinds.add_parser("mixture", help="the mixture minimising a predicted target under share limits and budgets")
     p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
-    p.add_argument("--target", type=_target, action="append", default=[], metavar="COL[=WEIGHT]",
+    p.add_argument("--objective", type=_target, action="append", default=[], metavar="COL[=WEIGHT]",
                    help="loss column to minimise; repeat with weights for a weighted set (default: mean of all)")
+    p.add_argument("--target", type=_target, action="append", dest="objective", help=argparse.SUPPRESS)  # old name
     p.add_argument("--min", type=_kv, action="append", default=[], metavar="DOMAIN=x", help="minimum share (repeatable)")
     p.add_argument("--max", type=_kv, action="append", default=[], metavar="DOMAIN=x", help="maximum share (repeatable)")
     p.add_argument("--budget", type=_kv, action="append", default=[], metavar="DOMAIN=U",
                    help="unique tokens available in DOMAIN (repeatable; needs --tokens)")
-    p.add_argument("--tokens", type=float, help="the run's training tokens")
-    p.add_argument("--epochs", type=float, default=4.0, metavar="K", help="no domain repeated past K epochs (default 4)")
+    p.add_argument("--tokens", type=_size, help="the run's training tokens (a number or a label like 100B)")
+    p.add_argument("--epochs", type=float, default=4.0, metavar="K", help="no domain repeated past K epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starting mixtures")
-    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--json", metavar="OUT", help="write the optimal mixture as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="predicted loss over the three largest domains")
 
 
@@ -443,7 +514,7 @@ def cmd_fit_mixture(args: argparse.Namespace) -> None:
         from ladderlab.scaling.mixing_report import print_mixing
         from ladderlab.scaling.mixture_table import read_mixture_table
 
-        table = read_mixture_table(args.mixtures, args.losses, args.on, args.target)
+        table = read_mixture_table(args.mixtures, args.losses, args.on, args.loss)
         model = fit_mixing_model(table.proportions, table.losses, args.model, args.latent, seed=args.seed, id_col=args.on)
         print_mixing(model, f"mixing laws fitted to {len(table.ids)} runs of {args.mixtures}", console)
         _write_json(args.json, model.to_json())
@@ -491,7 +562,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     from ladderlab.scaling.report import make_console
 
     model = load_mixing_model(args.law)
-    target = dict(args.target) if args.target else None
+    target = dict(args.objective) if args.objective else None
     pred = optimize_mixture(model, target, dict(args.min), dict(args.max), dict(args.budget), args.tokens, args.epochs,
                             seed=args.seed)
     print_optimum(pred, make_console())
@@ -518,8 +589,8 @@ def _add_ladder_parsers(sub: Any) -> None:
     for name, text in (("plan", "print every run: N, D, FLOPs, steps, batch, LR, estimated time"),
                        ("run", "train every unfinished run (resumes interrupted ones) and write runs.csv")):
         p = steps.add_parser(name, help=text)
-        p.add_argument("config", help="a .gin or .py file configuring LadderConfig (see configs/ladder_*.gin)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+        _add_config(p, "a .gin or .py file configuring LadderConfig (see configs/ladder_*.gin)", required=True)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
         p.add_argument("--json", metavar="OUT", help="write the plan (or the runs table rows) as JSON")
     p.add_argument("--out", required=True, metavar="DIR", help="the ladder's results folder")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
@@ -529,9 +600,10 @@ def _add_ladder_parsers(sub: Any) -> None:
     p = sub.add_parser("report", help="fit a ladder's laws; write tables, PNG plots and a Markdown summary")
     p.add_argument("dir", help="the ladder's results folder")
     p.add_argument("--bootstrap", type=int, default=100, metavar="B", help="bootstrap refits of the scaling law")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--target-n", type=float, default=0.0, metavar="N",
-                   help="target model size for the prediction (default: 10x the largest run); D = its 1xC")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--target-params", "--target-n", dest="target_n", type=_size, default=0.0, metavar="N",
+                   help="target model size for the prediction, e.g. 1e6 or 1M (default: 10x the largest run); "
+                        "D = its 1xC")
     p.add_argument("--json", metavar="OUT", help="write the summary as JSON")
 
 
@@ -563,14 +635,15 @@ def cmd_ladder(args: argparse.Namespace) -> None:
 
     cfg = load_config(LadderConfig, args.config, args.set)
     if args.ladder_command == "plan":
-        from ladderlab.ladders.ladder_plan import plan
+        from ladderlab.ladders.ladder_plan import estimate_s, plan
 
-        rows = [r.row() for r in plan(cfg)]
+        runs = plan(cfg)
+        rows = [r.row() for r in runs]
         shown = [{"run": r["run"], "N": r["N"], "shape": f"d{r['d_model']} L{r['layers']}", "D": r["D"],
                   "FLOPs": r["flops"], "steps": r["steps"], "batch": r["batch"], "lr": r["lr"], "warmup": r["warmup"],
                   "est_s": r["est_s"]} for r in rows]
         console.print(_rows_table(shown, f"ladder {cfg.name!r}: {len(rows)} runs, {sum(r['flops'] for r in rows):.3g} "
-                                        f"FLOPs (6ND), ~{sum(r['est_s'] for r in rows) / 60:.1f} min on this machine"))
+                                        f"FLOPs (6ND), estimated {estimate_s(runs) / 60:.1f} min on this machine"))
         _write_json(args.json, {"runs": rows})
     else:
         from ladderlab.ladders.ladder_run import run_ladder
@@ -593,17 +666,19 @@ def _add_grow_parsers(sub: Any) -> None:
     grow = sub.add_parser("grow", help="model growth (G_stack and other operators): plan a growth run, compare operators")
     steps = grow.add_subparsers(dest="grow_command", required=True, parser_class=Parser)
     p = steps.add_parser("plan", help="growth timing d and factor g for a target size and FLOPs budget (Du et al. 2024)")
-    p.add_argument("--target-params", type=float, required=True, metavar="N", help="the grown model's parameters")
+    p.add_argument("--target-params", type=_size, required=True, metavar="N",
+                   help="the grown model's parameters, e.g. 7e9 or 7B")
     p.add_argument("--budget-flops", type=float, required=True, metavar="C", help="total training FLOPs of both phases")
-    p.add_argument("--factor", type=int, default=4, metavar="G", help="growth factor g (default 4, the paper's advice)")
+    p.add_argument("--factor", type=int, default=4, metavar="G", help="growth factor g (4 is the paper's advice)")
     p.add_argument("--json", metavar="OUT", help="write growth_tokens, growth_factor, small_params, large_tokens")
     p = steps.add_parser("compare", help="train a target from scratch and grown by each operator; speed-up table")
-    p.add_argument("config", help="a .gin or .py file configuring GrowConfig (see configs/growth_compare.gin)")
+    _add_config(p, "a .gin or .py file configuring GrowConfig (see configs/growth_compare.gin)", required=True)
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (finished runs are reused)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--json", metavar="OUT", help="write the speed-up rows as JSON")
     p = steps.add_parser("refit", help="refit the timing law log10 d = a log10 N + b / log10 C + c from IsoFLOP sweeps")
-    p.add_argument("--csv", required=True, help="one row per growth run: target params, budget FLOPs, d, final loss")
+    p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV",
+                   help="one row per growth run: target params, budget FLOPs, d, final loss")
     for flag, what in (("--n", "target-parameter"), ("--flops", "budget-FLOPs"), ("--d", "growth-tokens"),
                        ("--loss", "loss")):
         p.add_argument(flag, required=True, help=f"{what} column")
@@ -659,6 +734,8 @@ COMMANDS["grow"] = cmd_grow
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "config_required", False) and args.config is None:
+            raise LadderlabError("a config file is required: give CONFIG or --config CONFIG")
         COMMANDS[args.command](args)
     except LadderlabError as e:
         print(f"ladderlab {args.command}: error: {e}", file=sys.stderr)

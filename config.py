@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import functools
 import os
+import re
 import runpy
 import types
 import typing
@@ -20,8 +21,10 @@ from typing import Any, Literal, TypeVar, Union
 import gin
 
 from ladderlab.errors import LadderlabError
+from ladderlab.units import LABEL, parse_size
 
 T = TypeVar("T")
+_LABEL_IN_TEXT = re.compile(rf"(?<![\w.'\"]){LABEL}(?![\w'\"])")  # a bare size label inside an override's value
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> T:
@@ -42,8 +45,38 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise LadderlabError(f"--set {item}: expected key=value")
-        cfg = _override(cfg, key.strip().split("."), _parse_value(raw.strip()), f"--set {item}", key.strip())
+        cfg = _override(cfg, _key_path(cfg, key.strip(), f"--set {item}"), _parse_value(raw.strip()), f"--set {item}",
+                        key.strip())
     return cfg
+
+
+def _key_path(cfg: Any, key: str, where: str) -> list[str]:
+    """The field path of an override key: a dotted path (`model.d_model`) or gin's `Class.field` naming the one
+    config of that class in `cfg` (`ModelConfig.d_model`), optionally gin-scoped (`model/ModelConfig.d_model`)."""
+    head, *rest = key.split(".")
+    scope, _, name = head.rpartition("/")
+    if not name[:1].isupper():
+        return key.split(".")
+    found = {".".join(path): path for path, value in _nested(cfg, []) if type(value).__name__ == name}
+    if scope:
+        found = {k: v for k, v in found.items() if k == scope.replace("/", ".")}
+    if not found or not rest:
+        classes = ", ".join(sorted({type(value).__name__ for _, value in _nested(cfg, [])}))
+        raise LadderlabError(f"{where}: unknown class {head!r} (classes: {classes})" if not found else
+                             f"{where}: expected {head}.FIELD=VALUE")
+    if len(found) > 1:
+        choices = ", ".join(".".join([*path, *rest]) for path in found.values())
+        raise LadderlabError(f"{where}: class {name!r} is ambiguous (use one of: {choices})")
+    return [*next(iter(found.values())), *rest]
+
+
+def _nested(cfg: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
+    """(field path, config) of `cfg` and every dataclass inside it."""
+    yield path, cfg
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.init and dataclasses.is_dataclass(value):
+            yield from _nested(value, [*path, f.name])
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -154,11 +187,14 @@ def _override(cfg: T, keys: list[str], value: Any, where: str, key: str) -> T:
 
 
 def _parse_value(raw: str) -> Any:
-    """Parse an override value as a Python literal, falling back to the raw string (so `name=abc` works)."""
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
+    """Parse an override value as a Python literal, size labels as strings (`sizes=(3k, 12k)` gives ('3k', '12k'),
+    which number fields take as 3e3, 1.2e4), falling back to the raw string (so `name=abc` works)."""
+    for text in (raw, _LABEL_IN_TEXT.sub(lambda m: repr(m[0]), raw)):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            pass
+    return raw
 
 
 def _checked(value: Any, hint: Any, where: str) -> Any:
@@ -197,6 +233,10 @@ def _coerce(value: Any, hint: Any) -> Any:
         return value.lower() == "true"
     elif hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    elif hint in (int, float) and isinstance(value, str) and re.fullmatch(LABEL, value):  # 7B, 190M, 500K
+        number = parse_size(value)
+        if hint is float or number == int(number):
+            return hint(number)
     elif isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

@@ -2,8 +2,9 @@
 
 The report holds the scaling law with a held-out check (the largest run predicted from the others), the mixing law
 with the best mixture for a larger target, and a check of that mixture: it is trained at the sweep's size and its
-actual loss compared with the prediction. `--quick` runs a smaller ladder on text already on the machine.
-`--bundled` runs the earlier demo instead: laws fitted to bundled real training runs (no training).
+actual loss compared with the prediction and its interval, in the same report.md. `--quick` runs a smaller ladder
+on text already on the machine. `--bundled` runs the earlier demo instead: laws fitted to bundled real training runs
+(no training).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from ladderlab.ladders.ladder_config import LadderConfig
 from ladderlab.ladders.ladder_plan import models
-from ladderlab.ladders.ladder_report import make_report
+from ladderlab.ladders.ladder_report import inside, make_report, verdict
 from ladderlab.ladders.ladder_run import run_ladder
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -43,12 +44,12 @@ def run_demo(cfg: LadderConfig, out: str | Path, *, bootstrap: int = 100, seed: 
     console.print(f"training ladder {cfg.name!r} into {out}")
     run_ladder(cfg, out, console=console)
     trained = time.perf_counter() - start
-    summary = make_report(out, bootstrap=bootstrap, seed=seed, console=console)
-    if "ratios" in summary["mixing"]:
-        summary["mixture_check"] = check_mixture(cfg, summary["mixing"], Path(out) / "mixture-check", console)
+    summary = make_report(out, bootstrap=bootstrap, seed=seed, console=console,
+                          check=lambda mixing: check_mixture(cfg, mixing, Path(out) / "mixture-check", console))
     summary["seconds"] = {"train": trained, "total": time.perf_counter() - start}
-    if "line" in summary["scaling"]:
-        console.print(summary["scaling"]["line"])
+    for section in (summary["scaling"], summary.get("mixture_check", {})):  # the checks again, last on screen
+        if "line" in section:
+            console.print(section["line"])
     console.print(f"demo finished in {summary['seconds']['total']:.0f} s (ladder {trained:.0f} s); "
                   f"report in {Path(out) / 'report' / 'report.md'}")
     return summary
@@ -64,8 +65,10 @@ def check_mixture(cfg: LadderConfig, mixing: dict[str, Any], out: Path, console:
     table = run_ladder(check, out, console=console)
     actual = float(table["loss"][-1])
     error = 100 * (mixing["loss"] - actual) / actual
+    lo, hi = mixing["interval"]
     line = (f"mixing-law check: the best mixture trained at N={mixing['N']:,.0f}, {mixing['multiple']:g}xC: predicted "
-            f"{mixing['loss']:.4f}, actual {actual:.4f} (error {error:+.2f}%); main mixture {mixing['main_loss']:.4f}")
+            f"{mixing['loss']:.4f} (90% interval {lo:.4f}-{hi:.4f}), actual {actual:.4f} (error {error:+.2f}%), "
+            f"{verdict(actual, (lo, hi), 'the actual loss')}; main mixture {mixing['main_loss']:.4f}")
     console.print(line)
-    return {"predicted": mixing["loss"], "actual": actual, "error_pct": error, "main_loss": mixing["main_loss"],
-            "line": line}
+    return {"predicted": mixing["loss"], "interval": [lo, hi], "actual": actual, "error_pct": error,
+            "inside": inside(actual, (lo, hi)), "main_loss": mixing["main_loss"], "line": line}

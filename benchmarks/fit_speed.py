@@ -2,23 +2,26 @@
 
 Both minimise the same objective (Huber, delta 1e-3, on log residuals of log L = LSE(a - alpha log N,
 b - beta log D, e)) from the same grid with the same bounds; the loop uses an analytic gradient and keeps the best.
-Usage: python benchmarks/fit_speed.py [--json OUT] [--csv FILE with columns N, D, loss]
+--smoke: every 100th start of the grid, for both sides.
+Usage: python benchmarks/fit_speed.py [--json OUT] [--csv FILE with columns N, D, loss] [--every K] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+import scipy
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from ladderlab.scaling.chinchilla import Chinchilla
 from ladderlab.scaling.law import fit_law
 from ladderlab.scaling.table import read_columns
+
+from common import emit, parse  # benchmarks/common.py
 
 REPO = Path(__file__).resolve().parents[1]
 GADRE = REPO / "scaling" / "bundled" / "gadre2024_overtraining.csv"
@@ -63,19 +66,19 @@ def scipy_loop(starts: np.ndarray, bounds: list[tuple[float, float]], args: tupl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", help="also write the JSON result here")
     ap.add_argument("--csv", help="CSV with columns N, D, loss (default: bundled Gadre et al. c4_original runs)")
-    args = ap.parse_args()
+    ap.add_argument("--every", type=int, default=1, help="use every K-th start of the grid (default: all)")
+    args = parse(ap, smoke=dict(every=100))
 
     desc, n, d, y = load(args.csv)
     law = Chinchilla()
-    starts = law.grid()
+    starts = law.grid()[::args.every]
     lo, hi = law.bounds()
 
     # One BLAS thread for both: on a busy machine OpenBLAS threads slow each tiny L-BFGS-B step several-fold.
     with threadpool_limits(1):
         t0 = time.perf_counter()
-        fitted = fit_law(law, {"N": n, "D": d}, y)
+        fitted = fit_law(law, {"N": n, "D": d}, y, starts=starts)
         ladderlab_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -87,6 +90,7 @@ def main() -> None:
         "data": desc,
         "n_points": int(len(y)),
         "n_starts": int(len(starts)),
+        "baseline": f"scipy {scipy.__version__} L-BFGS-B loop",
         "ladderlab_s": ladderlab_s,
         "scipy_loop_s": scipy_s,
         "speedup": scipy_s / ladderlab_s,
@@ -97,10 +101,7 @@ def main() -> None:
         "params": fitted.params,
         "scipy_params": law.to_public(theta),
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Rank held-out RegMix mixtures: 5-fold cross-validated Spearman of the plain mixing law, the log-feature law and
-LightGBM (as RegMix used; benchmark-only dependency) on the 512 1M-parameter runs, per validation domain.
+LightGBM (as RegMix used; the `bench` extra, else "baseline": "skipped") on the 512 1M-parameter runs, per
+validation domain. --smoke: the first 96 runs' Pile-CC losses in tests/fixtures, 20 boosting rounds.
 
-Usage: python benchmarks/regmix_rank.py [--anchors DIR] [--domains pile_cc,github] [--json OUT]
+Usage: python benchmarks/regmix_rank.py [--mixtures CSV] [--losses CSV] [--domains pile_cc,github] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -17,30 +18,36 @@ from ladderlab.scaling.mixing import cv_scores, folds_of, out_of_fold
 from ladderlab.scaling.mixing_law import MixingLaw
 from ladderlab.scaling.mixture_table import read_mixture_table
 
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "regmix-sail-sg" / "data"
+from common import emit, parse, peer  # benchmarks/common.py
+
+REPO = Path(__file__).resolve().parents[1]
+ANCHORS = REPO.parent / "shared" / "anchors" / "regmix-sail-sg" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
-def lightgbm_oof(r_NxM: np.ndarray, y: np.ndarray, fold: np.ndarray, seed: int) -> np.ndarray:
+def lightgbm_oof(lgb: ModuleType, r_NxM: np.ndarray, y: np.ndarray, fold: np.ndarray, seed: int,
+                 rounds: int) -> np.ndarray:
     """RegMix's regressor settings: gbdt, learning rate 0.01, 1000 rounds (no early stopping on the held-out fold)."""
-    import lightgbm as lgb
-
     params = dict(objective="regression", learning_rate=0.01, num_leaves=31, seed=seed, num_threads=1, verbose=-1)
     pred = np.empty_like(y)
     for f in np.unique(fold):
         held = fold == f
-        booster = lgb.train(params, lgb.Dataset(r_NxM[~held], y[~held]), num_boost_round=1000)
+        booster = lgb.train(params, lgb.Dataset(r_NxM[~held], y[~held]), num_boost_round=rounds)
         pred[held] = booster.predict(r_NxM[held])
     return pred
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--anchors", type=Path, default=ANCHORS)
+    ap.add_argument("--mixtures", type=Path, default=ANCHORS / "train_mixture_1m.csv", help="the runs' mixtures")
+    ap.add_argument("--losses", type=Path, default=ANCHORS / "train_pile_loss_1m.csv", help="the runs' losses")
     ap.add_argument("--domains", default="", help="comma-separated validation domains (default: all 13)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", metavar="OUT")
-    args = ap.parse_args()
-    table = read_mixture_table(args.anchors / "train_mixture_1m.csv", args.anchors / "train_pile_loss_1m.csv", on="index")
+    ap.add_argument("--rounds", type=int, default=1000, help="LightGBM boosting rounds")
+    args = parse(ap, smoke=dict(mixtures=FIXTURES / "regmix_train_mixture_1m_first96.csv",
+                                losses=FIXTURES / "regmix_train_pile_cc_loss_1m_first96.csv", rounds=20))
+    lgb, baseline = peer("lightgbm")
+    table = read_mixture_table(args.mixtures, args.losses, on="index")
     props = {d.removeprefix("train_the_pile_"): v for d, v in table.proportions.items()}
     domains = list(props)
     r_NxM = np.stack(list(props.values()), axis=1)
@@ -55,16 +62,19 @@ def main() -> None:
         for label, law in (("plain", MixingLaw(domains, "linear")), ("log", MixingLaw(domains, "log"))):
             t0 = time.perf_counter()
             row[label] = {**cv_scores(out_of_fold(law, props, y, fold), y), "seconds": time.perf_counter() - t0}
-        t0 = time.perf_counter()
-        row["lightgbm"] = {**cv_scores(lightgbm_oof(r_NxM, y, fold, args.seed), y), "seconds": time.perf_counter() - t0}
+        row["lightgbm"] = None
+        if lgb:
+            t0 = time.perf_counter()
+            oof = lightgbm_oof(lgb, r_NxM, y, fold, args.seed, args.rounds)
+            row["lightgbm"] = {**cv_scores(oof, y), "seconds": time.perf_counter() - t0}
         results[name] = row
-        print(name, {k: round(v["spearman"], 4) for k, v in row.items()}, flush=True)
-    mean = {m: float(np.mean([r[m]["spearman"] for r in results.values()])) for m in ("plain", "log", "lightgbm")}
+        print(name, {k: round(v["spearman"], 4) for k, v in row.items() if v}, flush=True)
+    mean = {m: float(np.mean([r[m]["spearman"] for r in results.values()])) if lgb or m != "lightgbm" else None
+            for m in ("plain", "log", "lightgbm")}
     doc = {"benchmark": "regmix_rank", "runs": len(table.ids), "folds": 5, "seed": args.seed,
-           "metric": "Spearman of pooled out-of-fold predictions", "mean_spearman": mean, "domains": results}
-    print(json.dumps(doc, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2))
+           "baseline": baseline, "lightgbm_rounds": args.rounds, "metric": "Spearman of pooled out-of-fold predictions",
+           "mean_spearman": mean, "domains": results}
+    emit(doc, args.json)
 
 
 if __name__ == "__main__":

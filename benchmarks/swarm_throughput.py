@@ -6,8 +6,9 @@ another with the plain trainer, on one device and data-parallel over all host de
 throughput by the better of the two. Swarm sides: all members vmapped at once on one device (`vmap`), a loop of
 `--chunk`-member vmaps on one device (`chunked`), and the member axis sharded over all host devices, each device
 looping over its own members in chunks (`sharded`, the one `ratio` uses). Rounds alternate the sides so load from
-other processes hits all; medians are reported. CPU host devices: `--host-devices` (default: one per core).
+other processes hits all; medians are reported. CPU host devices: one per core (XLA_FLAGS, unless already set).
 Default shape: the demo ladder's mixture-sweep model (3.1k non-embedding parameters: d=8, 1 layer, 1 head).
+--smoke: 2 members, 16-token rows, two timed steps, one round.
 
     python benchmarks/swarm_throughput.py --json OUT [--models 16] [--steps 5] [--rounds 3] [--d-model 128 ...]
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import time
@@ -33,6 +33,8 @@ from ladderlab.ladders.swarm import Swarm  # noqa: E402
 from ladderlab.ladders.train import Trainer  # noqa: E402
 from ladderlab.model.config import ModelConfig  # noqa: E402
 from ladderlab.model.counts import flops_per_token, param_counts  # noqa: E402
+
+from common import emit, parse  # noqa: E402  (benchmarks/common.py)
 
 
 def make_batch(batch: int, seq: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
@@ -93,11 +95,10 @@ def run(args: argparse.Namespace) -> dict:
               "sharded": Swarm(cfgs, devices, chunk=args.chunk, member_shards=len(devices))}
     trainers = {"sequential": Trainer(cfgs[0], devices[:1]),
                 "sequential_dp": Trainer(dataclasses.replace(cfgs[0], mesh=(len(devices), 1, 1)), devices)}
-    box = {name: swarm.init() for name, swarm in swarms.items()}
-    box.update({(name, m): state for name, t in trainers.items()
-                for m, state in enumerate(swarms["vmap"].unstack(swarms["vmap"].init()))})
-    box.update({(name, m): jax.device_put(box[name, m], t.shardings) for name, t in trainers.items()
-                for m in range(args.models)})
+    first = swarms["vmap"].init()  # compiled once; every side starts from its own copy (each side donates its state)
+    box = {name: jax.device_put(first, swarm.shardings, may_alias=False) for name, swarm in swarms.items()}
+    box.update({(name, m): jax.device_put(state, t.shardings, may_alias=False) for name, t in trainers.items()
+                for m, state in enumerate(swarms["vmap"].unstack(first))})
     lr = np.float32(1e-3)
 
     def swarm_side(name: str):
@@ -159,13 +160,8 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", metavar="OUT")
-    args = parser.parse_args()
-    doc = run(args)
-    print(json.dumps(doc, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
+    args = parse(parser, smoke=dict(models=2, batch=2, seq=16, steps=2, rounds=1))
+    emit(run(args), args.json)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Tokens/s of one train step, ladderlab (JAX) against a PyTorch model of the same architecture, in one run.
 
 Same shapes, batch, packed-document attention mask, fp32 on CPU (bf16 compute on accelerators for ladderlab),
-AdamW with global-norm clipping; the PyTorch side runs eagerly, or compiled with --torch-compile (torch is only
-needed here: `pip install torch`).
+AdamW with global-norm clipping; the PyTorch side runs eagerly, or compiled with --torch-compile (torch comes
+with the `bench` extra; without it the JSON says "baseline": "skipped" and the torch keys are null).
 MFU = detailed FLOPs per token (model.counts) x tokens/s / peak; the CPU peak is cores x clock x FLOPs/cycle
 (32 fp32 FLOPs/cycle/core for AVX2/AVX-512 with two 256-bit FMA pipes, 16 without AVX2), printed alongside.
+--smoke: the smallest size (82k parameters), batch 2 x 32, one timed step.
 
-    python benchmarks/train_throughput.py --json OUT [--sizes 1e6,5e6,20e6] [--headline 5e6] [--rounds 3]
+    python benchmarks/train_throughput.py --json OUT [--sizes 1e6,5e6,20e6] [--headline 5e6] [--rounds 3] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.train import Trainer
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import flops_per_token, param_counts, size_for
+
+from common import emit, parse, peer  # benchmarks/common.py
 
 
 def cpu_peak_flops() -> tuple[float, str]:
@@ -71,7 +74,7 @@ def ladderlab_step(model: ModelConfig, batch: dict[str, np.ndarray]):
 
     def step():
         with jax.set_mesh(trainer.mesh):
-            box["state"], metrics = trainer.step(box["state"], device_batch)
+            box["state"], metrics = trainer.step(box["state"], device_batch, np.float32(1e-3))
         jax.block_until_ready(metrics)
 
     return step
@@ -171,11 +174,7 @@ def torch_step(cfg: ModelConfig, batch: dict[str, np.ndarray], compile: bool = F
 def run(args: argparse.Namespace) -> dict:
     peak, peak_how = cpu_peak_flops() if jax.default_backend() == "cpu" else (float("nan"), "set --peak")
     peak = args.peak or peak
-    try:
-        import torch
-        has_torch = True
-    except ImportError:
-        has_torch = False
+    torch, baseline = peer("torch")
     batch = make_batch(args.batch, args.seq, args.vocab)
     tokens = args.batch * args.seq
     rows = []
@@ -186,12 +185,12 @@ def run(args: argparse.Namespace) -> dict:
                "d_model": model.d_model, "n_layers": model.n_layers, "n_heads": model.n_heads,
                "flops_per_token": flops}
         steps = {"ladderlab": ladderlab_step(model, batch)}
-        if has_torch:
+        if torch:
             steps["torch"] = torch_step(model, batch, args.torch_compile)
         for name, seconds in best_step_times(steps, args.rounds, args.steps).items():
             row[f"{name}_tok_s"] = tokens / seconds
             row[f"{name}_mfu"] = row[f"{name}_tok_s"] * flops / peak
-        if has_torch:
+        if torch:
             row["ratio"] = row["ladderlab_tok_s"] / row["torch_tok_s"]
         rows.append(row)
         print(json.dumps(row))
@@ -201,8 +200,7 @@ def run(args: argparse.Namespace) -> dict:
            "peak_flops": peak, "peak_how": peak_how, "headline_params": head["target_params"],
            "ladderlab_tok_s": head["ladderlab_tok_s"], "torch_tok_s": head.get("torch_tok_s"),
            "ratio": head.get("ratio"), "timing": f"best of {args.rounds} alternating rounds of {args.steps} steps",
-           "torch": f"PyTorch {torch.__version__} ({'torch.compile' if args.torch_compile else 'eager'})"
-           if has_torch else "not installed",
+           "baseline": baseline, "torch_mode": "torch.compile" if args.torch_compile else "eager",
            "configs": rows}
     return doc
 
@@ -219,13 +217,8 @@ def main() -> None:
     parser.add_argument("--torch-compile", action="store_true",
                         help="torch.compile the reference (needs a C++ compiler)")
     parser.add_argument("--peak", type=float, default=0.0, help="peak FLOP/s for MFU (default: derived for CPUs)")
-    parser.add_argument("--json", metavar="OUT")
-    args = parser.parse_args()
-    doc = run(args)
-    print(json.dumps(doc, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
+    args = parse(parser, smoke=dict(sizes="5e4", headline=5e4, batch=2, seq=32, steps=1, rounds=1))
+    emit(run(args), args.json)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 a) Muennighoff et al. 2023 (182 C4 runs): R_D*, R_N* with the authors' base fixed and fully from data.
 b) Gadre et al. 2024: fit Chinchilla on runs up to 154M parameters and predict the 411.6M runs.
 Reads the anchors copies when present (--anchors DIR), else the bundled ones; JSON to stdout, summary to stderr.
+--smoke: the bundled tables, 4 bootstrap replicates, b) on c4_original and c4_val only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,8 @@ from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R, Data
 from ladderlab.scaling.fit import Objective, refine, residual_objective
 from ladderlab.scaling.law import FittedLaw, Law, fit_law
 from ladderlab.scaling.table import read_columns
+
+from common import emit, parse  # benchmarks/common.py
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "scaling" / "bundled"
@@ -151,9 +153,10 @@ def why(pub: dict[str, Any], own: dict[str, Any]) -> str:
     )
 
 
-def overtraining(path: Path, label: str, n_boot: int, seed: int) -> dict[str, Any]:
+def overtraining(path: Path, label: str, n_boot: int, seed: int, datasets: list[str],
+                 valsets: list[str]) -> dict[str, Any]:
     """Fit Chinchilla on runs <= 154M params per (dataset, valset) and score its predictions of the 411.6M runs."""
-    losses = [f"loss_{v}" for v in VALSETS]
+    losses = [f"loss_{v}" for v in dict.fromkeys([*valsets, "c4_val"])]  # c4_val: the bootstrap coverage
     t = read_columns(path, ["params", "params_no_embed", "tokens", *losses], text=["dataset"])
     train_rows = t["params"] <= TRAIN_MAX_PARAMS
     held_rows = np.abs(t["params"] / HELDOUT_PARAMS - 1) < 0.01
@@ -165,10 +168,10 @@ def overtraining(path: Path, label: str, n_boot: int, seed: int) -> dict[str, An
     warnings: dict[str, list[str]] = {}
     for n_col in ("params", "params_no_embed"):
         mape = {}
-        for ds in DATASETS:
+        for ds in datasets:
             train, held = train_rows & (t["dataset"] == ds), held_rows & (t["dataset"] == ds)
             mape[ds] = {}
-            for v in VALSETS:
+            for v in valsets:
                 y = t[f"loss_{v}"]
                 f = fit_law(Chinchilla(), {"N": t[n_col][train], "D": t["tokens"][train]}, y[train])
                 pred = f.predict(N=t[n_col][held], D=t["tokens"][held])
@@ -178,10 +181,10 @@ def overtraining(path: Path, label: str, n_boot: int, seed: int) -> dict[str, An
         out[f"N={n_col}"] = {
             "mape_pct": mape,
             "overall_mean_mape_pct": float(np.mean([m for d in mape.values() for m in d.values()])),
-            "per_valset_mean_mape_pct": {v: float(np.mean([mape[d][v] for d in DATASETS])) for v in VALSETS},
+            "per_valset_mean_mape_pct": {v: float(np.mean([mape[d][v] for d in datasets])) for v in valsets},
         }
     out["fit_warnings"] = warnings
-    out["bootstrap_c4_val"] = {ds: coverage(t, train_rows, held_rows, ds, n_boot, seed) for ds in DATASETS}
+    out["bootstrap_c4_val"] = {ds: coverage(t, train_rows, held_rows, ds, n_boot, seed) for ds in datasets}
     return out
 
 
@@ -217,11 +220,13 @@ def summary(out: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", help="also write the JSON result here")
     ap.add_argument("--anchors", type=Path, default=REPO.parent / "shared" / "anchors", help="anchors folder")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="b): training datasets (default: all three)")
+    ap.add_argument("--valsets", default=",".join(VALSETS), help="b): validation sets (default: all eight)")
+    # BUNDLED holds no anchors copies, so --smoke reads the bundled tables
+    args = parse(ap, smoke=dict(anchors=BUNDLED, bootstrap=4, datasets="c4_original", valsets="c4_val"))
 
     t0 = time.perf_counter()
     # One BLAS thread: OpenBLAS threads make each tiny L-BFGS-B step several times slower on a busy machine.
@@ -230,14 +235,12 @@ def main() -> None:
             "bootstrap": args.bootstrap,
             "seed": args.seed,
             "datablations": datablations(*source(args.anchors, DATABLATIONS), args.bootstrap, args.seed),
-            "overtraining": overtraining(*source(args.anchors, GADRE), args.bootstrap, args.seed),
+            "overtraining": overtraining(*source(args.anchors, GADRE), args.bootstrap, args.seed,
+                                         args.datasets.split(","), args.valsets.split(",")),
         }
     out["runtime_s"] = time.perf_counter() - t0
-    text = json.dumps(out, indent=2)
-    print(text)
+    emit(out, args.json)
     print(summary(out), file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
 
 
 if __name__ == "__main__":

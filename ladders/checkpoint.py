@@ -2,6 +2,7 @@
 
 Saves are asynchronous; `close()` waits for them. Keeps the last K and every M-th step. Restoring walks back from
 the newest step: an unreadable one is renamed `<step>.corrupt` with a warning and the previous one is used.
+`read_params` reads only the parameters of one checkpoint folder (another run's, to start from).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from ladderlab.errors import LadderlabError
+
 
 class Checkpoints:
     """A run folder's checkpoint manager."""
@@ -23,8 +26,10 @@ class Checkpoints:
         """`directory` may be local or a cloud path (gs://...), which multi-host runs need."""
         local = "://" not in str(directory)
         self.directory = epath.Path(os.path.abspath(directory) if local else directory)
+        # create=False: opening writes nothing (the first save makes the folder), so config errors found after it
+        # still leave no files behind
         options = ocp.CheckpointManagerOptions(max_to_keep=keep_last or None, keep_period=keep_every or None,
-                                               create=True, enable_async_checkpointing=True)
+                                               create=False, enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest(self) -> int | None:
@@ -58,3 +63,31 @@ class Checkpoints:
             self.manager.wait_until_finished()
         finally:
             self.manager.close()
+
+
+def _checkpoint_folder(path: str) -> epath.Path:
+    """`path` as a checkpoint folder (`<checkpoints>/<step>`, local or gs://), or a one-line error naming it."""
+    folder = epath.Path(path if "://" in path else os.path.abspath(path))
+    if not folder.name.isdigit() or not (folder / "state").is_dir():
+        raise LadderlabError(f"init_from={path!r}: not a checkpoint folder (<run>/checkpoints/<step>, holding state/)")
+    return folder
+
+
+def read_params(path: str, abstract_params: dict) -> dict:
+    """The parameters saved in checkpoint folder `path`, restored into abstract_params' shapes and shardings (the
+    rest of that state, e.g. an optimizer of other settings, is not read)."""
+    folder, target = _checkpoint_folder(path), {"params": abstract_params}
+    saved = _by_name(ocp.PyTreeCheckpointer().metadata(folder / "state").item_metadata["params"])
+    for name, x in _by_name(abstract_params).items():
+        if name not in saved or tuple(saved[name].shape) != x.shape:
+            found = f"of shape {tuple(saved[name].shape)}" if name in saved else "missing"
+            raise LadderlabError(f"init_from={path!r}: parameter {name} is {found}; this model's is {x.shape}")
+    args = ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                  partial_restore=True)
+    return ocp.PyTreeCheckpointer().restore(folder / "state", args=args)["params"]
+
+
+def _by_name(tree: Any) -> dict[str, Any]:
+    """{'blocks/0/mlp/w_up': leaf, ...}: a tree's leaves by path (integer and string keys alike)."""
+    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}

@@ -1,10 +1,11 @@
 """Growth runs: train a small model for d tokens (the trainer, in its own run folder), grow it with one operator,
 keep training the grown model on the same data stream; and the operator comparison against a scratch run.
 
-The trainer cannot yet start from given parameters nor apply G_random's masks, so the grown phase runs here in a
-compact loop of the trainer's own pieces (optimizer, schedule, loss, metrics log), on one device. Each grown run
-writes `result.json` with its curve: tokens and FLOPs (6N per token, both phases and G_learn's map training
-counted) and the mean eval loss over domains at each eval point, starting right after growth.
+The trainer starts only from its own init or a saved checkpoint's parameters (`init_from`), and cannot apply
+G_random's masks nor grown optimizer moments, so the grown phase runs here in a compact loop of the trainer's own
+pieces (optimizer, schedule, loss, metrics log), on one device. Each grown run writes `result.json` with its curve:
+tokens and FLOPs (6N per token, both phases and G_learn's map training counted) and the mean eval loss over domains
+at each eval point, starting right after growth.
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def _train_grown(cfg: TrainConfig, params: dict, masks: dict | None, opt: Any, m
         grads = jax.tree.map(lambda g: g / jnp.maximum(tokens, 1.0), grads)
         updates, opt = optimizer.update(grads, state["opt"], state["params"])
         metrics = {"loss": ce / jnp.maximum(tokens, 1.0), "grad_norm": optax.tree.norm(grads),
-                   "lr": schedule(state["step"]), "tokens": tokens, "mask": c}
+                   "lr": schedule(state["step"]), "loss_tokens": tokens, "mask": c}
         return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "step": state["step"] + 1}, metrics
 
     @jax.jit
@@ -255,7 +256,7 @@ def _train_grown(cfg: TrainConfig, params: dict, masks: dict | None, opt: Any, m
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"params": params, "opt": opt, "step": jnp.zeros((), jnp.int32)}
-    log, curve = RunLog(run_dir, 0, cfg.steps, cfg.progress), []
+    log, curve = RunLog(run_dir, 0, cfg.steps, _tokens_per_step(cfg), cfg.progress), []
     try:
         for s in range(cfg.steps + 1):
             if s == 0 or s == cfg.steps or (cfg.eval_every > 0 and s % cfg.eval_every == 0):

@@ -9,7 +9,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ladderlab.data.config import DataConfig
 from ladderlab.errors import LadderlabError
@@ -158,6 +158,12 @@ def plan(cfg: LadderConfig) -> list[PlannedRun]:
                                      lr, min(warmup, steps), tokens, 6.0 * n * tokens, est)
                     runs += [run, *(grown(cfg, run, entry) for entry in cfg.growth), *continued(cfg, run, mixes)]
     return runs
+
+
+def estimate_s(runs: Sequence[PlannedRun]) -> float:
+    """Estimated training time of planned runs on this machine (s): the one time estimate that `ladder plan` and the
+    demo print (configs and help texts point here rather than carry their own numbers)."""
+    return sum(r.est_s for r in runs)
 
 
 def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:

@@ -4,14 +4,16 @@ Reads only the results folder (runs.csv, ladder.json, each run's result.json), n
 machine the folder is copied to. Scaling law: Chinchilla L(N, D) on the main mixture's final losses, with the
 largest run held out and predicted from the others. Mixing law: the mixtures trained at the smallest size and
 multiple, fitted per validation domain and optimised for the mean validation loss. Task laws: each domain's
-next-token accuracy through its bits per byte (`scaling.tasks`), the same run held out.
+next-token accuracy through its bits per byte (`scaling.tasks`), the same run held out. report.md carries every
+fit's warnings, the parameters with their intervals, each mixture's shares, every check (predicted with its 90%
+interval against the actual) and says which actual values fall outside their interval.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from rich.console import Console
@@ -21,13 +23,29 @@ from ladderlab.data.mixture import normalise
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.ladder_config import LadderConfig
 from ladderlab.ladders.ladder_plan import mixtures
-from ladderlab.ladders.ladder_plots import plot_curves, plot_predicted
+from ladderlab.ladders.ladder_plots import Curve, plot_curves, plot_predicted, plot_scaling
 from ladderlab.ladders.ladder_store import LadderStore, write_atomic
 from ladderlab.scaling import report as fit_report
 from ladderlab.scaling.api import fit
 from ladderlab.scaling.runs import Runs, read_runs
 
 MIN_FIT_RUNS = 6  # the Chinchilla law has 5 parameters
+
+
+def inside(actual: float, interval: tuple[float, float] | list[float]) -> bool | None:
+    """Whether `actual` lies in the closed interval; None when there is none (no bootstrap: NaN bounds)."""
+    lo, hi = interval
+    return bool(lo <= actual <= hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def verdict(actual: float, interval: tuple[float, float] | list[float], what: str = "the actual value") -> str:
+    """The plain sentence a check ends with: `what` inside or outside (above / below) the 90% interval."""
+    where = inside(actual, interval)
+    if where is None:
+        return "no interval (fitted without bootstrap)"
+    if where:
+        return f"{what} is inside the 90% interval"
+    return f"{what} is OUTSIDE the 90% interval ({'above' if actual > interval[1] else 'below'} it)"
 
 
 def final_rows(runs: Runs) -> list[dict[str, Any]]:
@@ -64,12 +82,15 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
     error = 100 * (point["prediction"] - h["loss"]) / h["loss"]
     interval = (point.get("prediction_lo", np.nan), point.get("prediction_hi", np.nan))
     line = (f"held-out check: {h['run']} (N={h['N']:,.0f}, D={h['D']:,.0f}), the largest run, predicted from the "
-            f"other {len(fit_rows)}: loss {point['prediction']:.4f} (90% interval {interval[0]:.4f}-{interval[1]:.4f}), "
-            f"actual {h['loss']:.4f}, error {error:+.2f}%")
+            f"other {len(fit_rows)}: loss {point['prediction']:.4f}"
+            + (f" (90% interval {interval[0]:.4f}-{interval[1]:.4f})" if "prediction_lo" in point else "")
+            + f", actual {h['loss']:.4f}, error {error:+.2f}%; {verdict(h['loss'], interval, 'the actual loss')}")
     console.print(line)
-    return {"fit": fitted.to_json(), "fitted": fitted, "held_out": {"run": str(h["run"]), "N": float(h["N"]),
+    return {"fit": fitted.to_json(), "fitted": fitted, "quality": fit_report.quality_line(fitted),
+            "warnings": list(fitted.warnings), "held_out": {"run": str(h["run"]), "N": float(h["N"]),
             "D": float(h["D"]), "actual": float(h["loss"]), "prediction": point["prediction"],
-            "interval": [float(v) for v in interval], "error_pct": error}, "line": line,
+            "interval": [float(v) for v in interval], "error_pct": error, "inside": inside(h["loss"], interval)},
+            "line": line,
             "points": {"N": [r["N"] for r in rows], "D": [r["D"] for r in rows], "loss": [r["loss"] for r in rows],
                        "held_out": [i == held for i in range(len(rows))]}}
 
@@ -103,10 +124,13 @@ def mixing_section(final: list[dict], mixtures: dict[str, dict[str, float]], mai
             f"loss {best.loss:.4f} (90% interval {best.interval[0]:.4f}-{best.interval[1]:.4f}) vs {main_pred:.4f} "
             f"predicted and {main_loss:.4f} actual for {main!r}")
     console.print(line)
-    for w in best.warnings:
+    model = best.model
+    warnings = [f"{c}: {w}" for c, law in model.laws.items() for w in law.warnings] + model.warnings + best.warnings
+    for w in warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     return {"prediction": best, "ratios": best.ratios, "loss": best.loss, "interval": list(best.interval),
-            "main_loss": main_loss, "main_predicted": main_pred, "N": float(n0), "multiple": float(m0), "runs": len(cell), "line": line}
+            "main_loss": main_loss, "main_predicted": main_pred, "N": float(n0), "multiple": float(m0),
+            "runs": len(cell), "warnings": warnings, "line": line}
 
 
 def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int, console: Console) -> dict[str, Any]:
@@ -133,7 +157,7 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
     for task, p in laws.predict(n, d).items():
         actual = float(plain[f"acc/{task}"][final])
         rows[task] = {**p.to_json(), "actual_loss": float(plain[f"loss/{task}"][final]), "actual_acc": actual,
-                      "acc_error": p.acc - actual}
+                      "acc_error": p.acc - actual, "inside": inside(actual, (p.acc_lo, p.acc_hi))}
     table = Table(title=f"task laws: next-token accuracy (%) of {held_run}, predicted from the other "
                         f"{len(fit_runs.run_ids)} runs (90% intervals)", title_justify="left")
     for col in ("domain", "bits/byte", "actual", "accuracy [interval]", "actual", "error"):
@@ -144,13 +168,18 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
                       f"{100 * r['actual_acc']:.1f}", f"{100 * r['acc_error']:+.1f}")
     console.print(table)
     errors = [abs(100 * r["acc_error"]) for r in rows.values()]
-    inside = sum(r["acc_lo"] <= r["actual_acc"] <= r["acc_hi"] for r in rows.values())
+    outside = [f"{t} (actual {100 * r['actual_acc']:.1f}, interval {100 * r['acc_lo']:.1f}-{100 * r['acc_hi']:.1f})"
+               for t, r in rows.items() if r["inside"] is False]
     line = (f"held-out task check: {held_run}'s next-token accuracy on {len(rows)} domains predicted with mean "
-            f"|error| {np.mean(errors):.2f} points (max {max(errors):.2f}); {inside}/{len(rows)} inside the 90% "
-            "interval")
+            f"|error| {np.mean(errors):.2f} points (max {max(errors):.2f}); "
+            f"{sum(r['inside'] is True for r in rows.values())}/{len(rows)} inside the 90% interval"
+            + (f"; OUTSIDE it: {', '.join(outside)}" if outside else ""))
     console.print(line)
+    warnings = [f"{t}: {w}" for t, law in laws.laws.items() for w in [*law.step1.warnings, *law.step2.warnings]]
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
     return {"run": held_run, "N": n, "D": d, "tasks": rows, "mean_abs_error_pts": float(np.mean(errors)),
-            "line": line}
+            "warnings": warnings, "line": line}
 
 
 def target_section(scaling: dict, mixing: dict, target_n: float, target_d: float, console: Console) -> dict[str, Any]:
@@ -172,8 +201,11 @@ def target_section(scaling: dict, mixing: dict, target_n: float, target_d: float
 
 
 def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target_n: float = 0.0,
-                console: Console | None = None) -> dict[str, Any]:
-    """Fit, print and write `root`/report/ (report.md, summary.json, PNGs); return the summary."""
+                console: Console | None = None,
+                check: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit, print and write `root`/report/ (report.md, summary.json, PNGs); return the summary. `check`, when
+    given, is called with the mixing section once a best mixture is found (`demo.check_mixture` trains it) and its
+    result (predicted, interval, actual, line) is reported as the mixture check."""
     console = console or fit_report.make_console()
     store = LadderStore(root)
     meta = store.meta()
@@ -194,66 +226,140 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     largest = max(r["N"] for r in final)
     target_n = target_n or 10 * largest
     target = target_section(scaling, mixing, target_n, cfg["tokens_per_param"] * target_n, console)
-    plots = _plots(store, meta, scaling, mixing, out)
     summary = {"name": meta["name"], "runs": len(final), "final": [_plain(r) for r in final],
+               "mixtures": mixture_shares(final, mixes, cfg.get("cpt") or {}, mixing),
                "scaling": {k: v for k, v in scaling.items() if k not in ("fitted", "points")},
-               "mixing": {k: v for k, v in mixing.items() if k != "prediction"}, "tasks": task, "target": target,
-               "plots": plots}
+               "mixing": {k: v for k, v in mixing.items() if k != "prediction"}, "tasks": task, "target": target}
+    if check is not None and "ratios" in mixing:
+        summary["mixture_check"] = check(summary["mixing"])
+    summary["plots"] = _plots(store, meta, runs, main, scaling, mixing, out)
     write_atomic(out / "summary.json", json.dumps(_plain(summary), indent=1))
     write_atomic(out / "report.md", markdown(summary))
-    console.print(f"report: {out / 'report.md'} ({len(plots)} plots)")
+    console.print(f"report: {out / 'report.md'} ({len(summary['plots'])} plots)")
     return _plain(summary)
 
 
-def _plots(store: LadderStore, meta: dict, scaling: dict, mixing: dict, out: Path) -> list[str]:
-    from ladderlab.scaling.plot import plot_fit
+def mixture_shares(final: list[dict], mixes: dict[str, dict[str, float]], cpt: dict[str, dict],
+                   mixing: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each trained mixture's shares over the validation domains (the names `mix1`... stand for), CPT phases'
+    mixtures, and the mixing law's best mixture."""
+    domains = sorted(c[4:] for c in final[0] if c.startswith("val/"))
+    named = {**mixes, **{name: phase["mixture"] for name, phase in cpt.items()}}
+    trained = dict.fromkeys(str(r["mixture"]) for r in final)
+    out = {m: normalise(named[m], domains) for m in trained if m in named}
+    if "ratios" in mixing:
+        out["best (mixing law)"] = {d: mixing["ratios"].get(d, 0.0) for d in domains}
+    return out
 
-    written, curves = [], {}
+
+def _plots(store: LadderStore, meta: dict, runs: Runs, main: str, scaling: dict, mixing: dict, out: Path) -> list[str]:
+    from ladderlab.scaling.mixing_plot import plot_landscape
+
+    written, curves = [], []
+    seq_len = meta["config"]["seq_len"]
     for r in meta["plan"]:
         done = store.result(r["run"])
-        if done and done["train_curve"]:
+        if done and done["train_curve"] and r["run"] in runs.run_ids:
             steps, loss = np.array(done["train_curve"], float).T
-            curves[r["run"]] = (steps * r["batch"] * meta["config"]["seq_len"], loss)
+            rows = runs.rows_of(r["run"])
+            curves.append(Curve(r["run"], float(r["N"]), float(r["multiple"]), str(r["mixture"]),
+                                bool(r.get("operator") or r.get("base_run")),
+                                (r.get("tokens_before", 0) + steps * r["batch"] * seq_len, loss),
+                                (runs["D"][rows], runs["loss"][rows])))
     if curves:
-        plot_curves(curves, out / "loss_curves.png")
+        plot_curves(curves, main, out / "loss_curves.png")
         written.append("loss_curves.png")
     if "fitted" in scaling:
-        p = scaling["points"]
+        fitted, p = scaling["fitted"], scaling["points"]
         held = np.array(p["held_out"])
         x = {"N": np.array(p["N"], float), "D": np.array(p["D"], float)}
         y = np.array(p["loss"], float)
-        plot_fit(scaling["fitted"], {k: v[~held] for k, v in x.items()}, y[~held], out / "scaling_fit.png")
-        plot_predicted(y, scaling["fitted"].predict(**x), held, out / "predicted_vs_actual.png")
+        lo, hi = (fitted.interval(fit_report.LEVEL, **x) if fitted.boot_BxP is not None
+                  else (np.full_like(y, np.nan), np.full_like(y, np.nan)))
+        fit_x = {k: v[~held] for k, v in x.items()}
+        plot_scaling(fitted, fit_x, y[~held], scaling["held_out"], out / "scaling_fit.png")
+        plot_predicted(y, fitted.predict(**x), lo, hi, held, scaling["held_out"], out / "predicted_vs_actual.png")
         written += ["scaling_fit.png", "predicted_vs_actual.png"]
     if "prediction" in mixing:
-        from ladderlab.scaling.mixing_plot import plot_landscape
-
         plot_landscape(mixing["prediction"].model, mixing["prediction"], out / "mixture_landscape.png")
         written.append("mixture_landscape.png")
     return written
 
 
 def markdown(s: dict[str, Any]) -> str:
-    """The Markdown summary of `make_report`'s result."""
-    lines = [f"# Ladder report: {s['name']}", "", f"{s['runs']} finished runs.", "", "## Final losses", "",
-             "| run | N | D | loss |", "|---|---:|---:|---:|"]
+    """The Markdown summary of `make_report`'s result: the checks, the final losses, the mixtures' shares, each
+    law with its parameters, intervals and warnings, the target, and the plots."""
+    lines = [f"# Ladder report: {s['name']}", "", f"{s['runs']} finished runs. Intervals are 90%.", ""]
+    lines += _checks_md(s)
+    lines += ["## Final losses", "", "| run | N | D | loss |", "|---|---:|---:|---:|"]
     lines += [f"| {r['run']} | {r['N']:,.0f} | {r['D']:,.0f} | {r['loss']:.4f} |" for r in s["final"]]
+    lines += ["", "## Mixtures", "", "Shares of each domain in the training mix (validation covers every domain).", ""]
+    domains = list(next(iter(s["mixtures"].values())))
+    lines += ["| mixture | " + " | ".join(domains) + " |", "|---|" + "---:|" * len(domains)]
+    lines += [f"| {m} | " + " | ".join(f"{v[d]:.3f}" for d in domains) + " |" for m, v in s["mixtures"].items()]
     sc = s["scaling"]
     lines += ["", "## Scaling law", ""]
     if "fit" in sc:
-        lines += ["| parameter | value |", "|---|---:|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sc["fit"]["params"].items()]
-        lines += ["", sc["line"]]
+        fit = sc["fit"]
+        intervals = fit.get("bootstrap", {}).get("intervals_90", {})
+        lines += ["| parameter | value | 90% interval |", "|---|---:|---:|"]
+        for k, v in fit["params"].items():
+            lo_hi = intervals.get(k)
+            iv = ("fixed" if k in fit["fixed"] else "-" if lo_hi is None
+                  else f"[{fit_report.fmt(lo_hi[0])}, {fit_report.fmt(lo_hi[1])}]")
+            lines.append(f"| {k} | {fit_report.fmt(v)} | {iv} |")
+        lines += ["", sc["quality"], "", sc["line"]]
     else:
         lines.append(sc.get("skipped", ""))
+    lines += _warnings_md(sc)
     mx = s["mixing"]
     lines += ["", "## Mixing law", "", mx.get("line", mx.get("skipped", ""))]
+    if s.get("mixture_check"):
+        lines += ["", s["mixture_check"]["line"]]
+    lines += _warnings_md(mx)
     if s.get("tasks"):
         lines += ["", "## Task laws (next-token accuracy)", "", s["tasks"].get("line", s["tasks"].get("skipped", ""))]
+        lines += _warnings_md(s["tasks"])
     if s["target"]:
         lines += ["", "## Target", "", s["target"]["line"]]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in s["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _checks_md(s: dict[str, Any]) -> list[str]:
+    """Every prediction checked against a trained run, one row each, with the verdict on its interval."""
+    rows = []  # (check, predicted, interval, actual, error, inside, number format)
+    if "held_out" in s["scaling"]:
+        h = s["scaling"]["held_out"]
+        rows.append((f"loss of held-out run {h['run']} (scaling law)", h["prediction"], h["interval"], h["actual"],
+                     f"{h['error_pct']:+.2f}%", h["inside"], ".4f"))
+    if s.get("mixture_check"):
+        c = s["mixture_check"]
+        rows.append(("loss of the best mixture, trained (mixing law)", c["predicted"], c["interval"], c["actual"],
+                     f"{c['error_pct']:+.2f}%", c["inside"], ".4f"))
+    for task, r in s.get("tasks", {}).get("tasks", {}).items():
+        rows.append((f"{task} accuracy (%) of {s['tasks']['run']} (task law)", 100 * r["acc"],
+                     [100 * r["acc_lo"], 100 * r["acc_hi"]], 100 * r["actual_acc"],
+                     f"{100 * r['acc_error']:+.1f} pts", r["inside"], ".1f"))
+    if not rows:
+        return []
+    lines = ["## Checks", "", "Each prediction against the run trained to test it.", "",
+             "| check | predicted [90% interval] | actual | error | actual inside the interval |",
+             "|---|---:|---:|---:|---|"]
+    for name, p, (lo, hi), a, err, ok, f in rows:
+        where = {True: "yes", False: "**NO**", None: "no interval"}[ok]
+        bounds = "" if ok is None else f" [{lo:{f}}, {hi:{f}}]"
+        lines.append(f"| {name} | {p:{f}}{bounds} | {a:{f}} | {err} | {where} |")
+    outside = [row[0] for row in rows if row[5] is False]
+    if outside:
+        lines += ["", f"Outside its 90% interval: {'; '.join(outside)}."]
+    elif any(row[5] for row in rows):
+        lines += ["", "Every actual value is inside its 90% interval."]
+    return lines + [""]
+
+
+def _warnings_md(section: dict[str, Any]) -> list[str]:
+    return ["", "Warnings:", ""] + [f"- {w}" for w in section["warnings"]] if section.get("warnings") else []
 
 
 def _tuple(v: Any) -> Any:

@@ -3,9 +3,9 @@
 Rerunning skips finished runs (those with a result.json) and resumes an interrupted one from its newest checkpoint
 (the trainer restores model, optimizer and data-iterator state, so the resumed run equals an uninterrupted one).
 With `swarm`, runs of one size and multiple train together in one vmapped step (`ladders.swarm`).
-Growth variants train through `grow_run.grown_run` (in their run folder); a CPT phase starts from its base run's
-final checkpoint (`ladder_cpt`), so it must come after its base (the plan puts it there; a shard whose base
-belongs to another process fails until that base has finished).
+Growth variants train through `grow_run.grown_run` (in their run folder); a CPT phase is a run that starts from
+its base run's final checkpoint (`ladder_cpt.continued`), so it must come after its base (the plan puts it there; a
+shard whose base belongs to another process fails until that base has finished).
 Scale-out uses JAX's own engines: `shard=(i, k)` makes this process take runs i, i+k, i+2k, ... (one process per
 host group of a pod slice, or per device group given with `devices`), all writing to the same folder. Within one
 process, `device_groups=k` splits the devices into k disjoint equal groups and trains k runs at once, one per group,
@@ -185,10 +185,9 @@ def _train_one(cfg: LadderConfig, run: PlannedRun, out: str | Path, devices: lis
         grown_run(grow, operator, dim, tc.run_dir, devices=devices)
         return
     if run.base_run:
-        from ladderlab.ladders.ladder_cpt import start_from_base
+        from ladderlab.ladders.ladder_cpt import continued
 
-        base = next(r for r in plan(cfg) if r.run == run.base_run)
-        start_from_base(tc, train_config(cfg, base, out), devices)
+        tc = continued(tc, train_config(cfg, next(r for r in plan(cfg) if r.run == run.base_run), out))
     train(tc, devices=devices)
 
 

@@ -19,13 +19,15 @@ from ladderlab.config import config_to_dict
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.ladder_config import NOT_RESULTS, LadderConfig
 from ladderlab.ladders.ladder_plan import PlannedRun
+from ladderlab.ladders.metrics import read_rows
 from ladderlab.scaling.runs import TEXT as TEXT_COLUMNS
 from ladderlab.scaling.runs import Runs
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
+    """Write `text` to `path` through a temporary file in the same folder and an atomic rename (mode 644)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 600; results and reports are for sharing
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
@@ -42,13 +44,8 @@ def read_metrics(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
     """(train rows, eval rows) by step from a metrics.jsonl; a step logged twice (a resumed run) keeps the last,
     and a line cut short by a kill is skipped."""
     train, evals = {}, {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            (train if row.get("split") == "train" else evals)[int(row["step"])] = row
+    for row in read_rows(path):
+        (train if row.get("split") == "train" else evals)[int(row["step"])] = row
     return train, evals
 
 

@@ -123,7 +123,7 @@ def train_step(graphdef: nnx.GraphDef, unit: optax.GradientTransformation, state
     updates, opt = unit.update(grads, state["opt"], state["params"])
     params = optax.apply_updates(state["params"], jax.tree.map(lambda u: u * lr.astype(u.dtype), updates))
     metrics = {"loss": ce / denom, "logz_sq": z2 / denom, "grad_norm": optax.tree.norm(grads), "lr": lr,
-               "tokens": tokens}
+               "loss_tokens": tokens}
     return {"params": params, "opt": opt, "step": state["step"] + 1}, metrics
 
 

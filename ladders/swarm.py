@@ -7,7 +7,8 @@ the members (no data moves between groups), and within a group a member shards a
 vmaps that many members at once and loops over the chunks inside the step (all at once by default, best on
 accelerators; on a CPU, one member per chunk on one device per core is fastest, see
 benchmarks/swarm_throughput.py). Each member's run_dir gets what `ladders.train.train` writes (config.gin,
-metrics.jsonl, TensorBoard); the swarm checkpoints its stacked state and every member's data position in one folder.
+metrics.jsonl, TensorBoard); the swarm checkpoints its stacked state and every member's data position in one folder,
+and resumes (or reports a finished swarm) under the trainer's rules (`train.check_resume`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from ladderlab.config import dump_gin
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.checkpoint import Checkpoints
 from ladderlab.ladders.config import TrainConfig
 from ladderlab.ladders.metrics import RunLog
 from ladderlab.ladders.step import BATCH_KEYS, eval_sums, lr_table, train_step
-from ladderlab.ladders.train import Trainer, evaluate
+from ladderlab.ladders.train import Trainer, check_resume, check_vocab, evaluate, finished, say, write_config
 from ladderlab.model.counts import param_counts
 from ladderlab.model.decoder import Decoder
 from ladderlab.model.sharding import MESH_AXES
@@ -185,10 +185,14 @@ def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] 
     cfg = cfgs[0] if cfgs else None
     if cfg is not None and cfg.distributed:
         jax.distributed.initialize()
-    swarm = Swarm(cfgs, devices, chunk, member_shards)
+    swarm = Swarm(cfgs, devices, chunk, member_shards)  # mesh, batch and schedule checks
+    if cfg.init_from:
+        raise LadderlabError(f"swarm: init_from={cfg.init_from!r}: swarm members start from their seeds; train a run "
+                             f"that starts from a checkpoint alone")
     if batches is None:
         from ladderlab.data import pipeline
 
+        check_vocab(cfg)
         batches = [pipeline.train_batches(c.data, c.batch_size, process_index=jax.process_index(),
                                           process_count=jax.process_count()) for c in cfgs]
         eval_sets = pipeline.eval_batches(cfg.data, cfg.eval_batch_size)
@@ -196,18 +200,26 @@ def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] 
     if len(batches) != len(cfgs):
         raise LadderlabError(f"swarm: {len(batches)} data iterators for {len(cfgs)} members")
     data = MemberIterators(batches)
-    _claim(Path(swarm_dir), cfgs)
-    for c in cfgs:
-        Path(c.run_dir).mkdir(parents=True, exist_ok=True)
-        if jax.process_index() == 0:
-            (Path(c.run_dir) / "config.gin").write_text(dump_gin(c))
     checkpoints = Checkpoints(Path(swarm_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
     logs: list[RunLog] = []
     results = [{"params": param_counts(cfg.model)} for _ in cfgs]
     try:
+        changed = [check_resume(Path(c.run_dir), c, checkpoints.latest()) for c in cfgs]
+        _claim(Path(swarm_dir), cfgs)
         restored = checkpoints.restore(swarm.abstract, data)
         state, start = restored if restored else (swarm.init(), 0)
-        logs = [RunLog(c.run_dir, start, cfg.steps, c.progress and i == 0) for i, c in enumerate(cfgs)]
+        for c, change in zip(cfgs, changed):
+            write_config(Path(c.run_dir), c, start if change else 0)
+        if start == cfg.steps:
+            for c, result, member_state in zip(cfgs, results, swarm.unstack(state)):
+                result.update(finished(Path(c.run_dir), start), state=member_state)
+            return results
+        if start:
+            change = "; ".join(dict.fromkeys(filter(None, changed)))
+            say(f"swarm {swarm_dir}: resuming {len(cfgs)} members from step {start} (checkpoint "
+                f"{checkpoints.directory / str(start)})" + (f" with a changed schedule: {change}" if change else ""))
+        logs = [RunLog(c.run_dir, start, cfg.steps, cfg.batch_size * cfg.data.seq_len, c.progress and i == 0)
+                for i, c in enumerate(cfgs)]
         pending = None
 
         def settle() -> None:  # fetch the last dispatched step's metrics (the host's only wait)

@@ -1,7 +1,10 @@
 """One training run: build the mesh and sharded state, resume from the newest checkpoint, train, evaluate, save.
 
-The loop dispatches step s+1 before it fetches step s's metrics, so the device never waits for the host to log.
-Checkpoints and evals first settle the pending metrics, so a NaN/Inf loss stops the run before it is saved.
+Every check of the config runs before anything is written. A run resumes only with its saved config.gin's values
+(`check_resume`; `allow_schedule_change` lets steps, lr and the schedule change) and says where it resumed; a
+finished run says so and returns its logged metrics. The loop dispatches step s+1 before it fetches step s's
+metrics, so the device never waits for the host to log. Checkpoints and evals first settle the pending metrics, so
+a NaN/Inf loss stops the run before it is saved.
 """
 
 from __future__ import annotations
@@ -11,17 +14,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ladderlab.config import dump_gin
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders.checkpoint import Checkpoints
-from ladderlab.ladders.config import TrainConfig
-from ladderlab.ladders.metrics import RunLog
+from ladderlab.ladders.checkpoint import Checkpoints, read_params
+from ladderlab.ladders.config import SCHEDULE, TrainConfig, resume_changes
+from ladderlab.ladders.metrics import RunLog, last_rows
 from ladderlab.ladders.state import abstract_model, abstract_state, init_state, state_shardings
 from ladderlab.ladders.step import BATCH_KEYS, jit_eval_step, jit_train_step, lr_table, unit_optimizer
 from ladderlab.model.counts import flops_per_token, param_counts
 from ladderlab.model.sharding import batch_sharding, make_mesh
+
+
+MEMORY = ("argument", "output", "temp", "generated_code")  # per-device sizes the compiled step reports
 
 
 class Trainer:
@@ -42,8 +49,12 @@ class Trainer:
         self.step = jit_train_step(self.graphdef, self.optimizer, cfg, self.shardings, self.batch_sharding)
         self.eval_step = jit_eval_step(self.graphdef, self.shardings["params"], self.mesh)
 
-    def init(self) -> dict:
-        return init_state(self.cfg.model, self.cfg.seed, self.optimizer, self.shardings)
+    def init(self, params: dict | None = None) -> dict:
+        """A state at step 0: the seed's initialisation, or `params` (sharded as the state's) with a new optimizer."""
+        if params is None:
+            return init_state(self.cfg.model, self.cfg.seed, self.optimizer, self.shardings)
+        return {"params": params, "opt": jax.jit(self.optimizer.init, out_shardings=self.shardings["opt"])(params),
+                "step": jax.device_put(jnp.zeros((), jnp.int32), self.shardings["step"])}
 
     def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """This process's rows -> one global array per key, split over the data x fsdp axes."""
@@ -62,9 +73,10 @@ class Trainer:
                                          sharding=self.batch_sharding) for k in BATCH_KEYS}
         with jax.set_mesh(self.mesh):
             compiled = self.step.lower(self.abstract, batch, jax.ShapeDtypeStruct((), np.float32)).compile()
-        memory = compiled.memory_analysis()
-        per_device = {name: getattr(memory, f"{name}_size_in_bytes", None) for name in
-                      ("argument", "output", "temp", "generated_code")} if memory is not None else {}
+        memory, per_device = compiled.memory_analysis(), {}
+        for name in MEMORY if memory is not None else ():
+            size = getattr(memory, f"{name}_size_in_bytes", None)
+            per_device.update({name: size, f"{name}_gib": None if size is None else size / 2**30})
         return {"mesh": dict(self.mesh.shape), "devices": self.mesh.size, "bytes_per_device": per_device,
                 **_plan(self.cfg)}
 
@@ -72,7 +84,8 @@ class Trainer:
 def train(cfg: TrainConfig, batches: Iterator | None = None,
           eval_sets: dict[str, list[dict]] | None = None, bytes_per_token: dict[str, float] | None = None,
           devices: list[Any] | None = None, stop_after: int | None = None) -> dict[str, Any]:
-    """Train (resuming if cfg.run_dir has checkpoints) to cfg.steps; return the last train and eval metrics.
+    """Train (resuming if cfg.run_dir has checkpoints) to cfg.steps; return the last train and eval metrics (a
+    finished run's as logged) with "params" (counts) and "state".
 
     stop_after: end (with a checkpoint) after this step, as a preemption would; a later call resumes the run.
     batches: a grain DatasetIterator of this process's rows (default: `data.pipeline.train_batches`);
@@ -80,29 +93,30 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
     """
     if cfg.distributed:
         jax.distributed.initialize()
-    trainer = Trainer(cfg, devices)
+    trainer, lrs = Trainer(cfg, devices), lr_table(cfg)  # mesh, batch and schedule checks
     if batches is None:
         from ladderlab.data import pipeline
 
-        if pipeline.vocab_size(cfg.data) > cfg.model.vocab_size:
-            raise LadderlabError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
-                                 f"{pipeline.vocab_size(cfg.data)} ids ({cfg.data.tokenizer})")
-
+        check_vocab(cfg)
         batches = pipeline.train_batches(cfg.data, cfg.batch_size, process_index=jax.process_index(),
                                          process_count=jax.process_count())
         eval_sets = pipeline.eval_batches(cfg.data, cfg.eval_batch_size)
         bytes_per_token = pipeline.eval_bytes_per_token(cfg.data)
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpoints(cfg.checkpoint_dir or run_dir / "checkpoints", cfg.keep_last, cfg.keep_every)
     log, result = None, {"params": param_counts(cfg.model)}
-    try:
-        _check_same_model(run_dir / "config.gin", cfg, checkpoints)
-        if jax.process_index() == 0:
-            (run_dir / "config.gin").write_text(dump_gin(cfg))
+    try:  # nothing is written before `write_config`: every error up to it leaves the run folder as it was
+        changed = check_resume(run_dir, cfg, checkpoints.latest())
         restored = checkpoints.restore(trainer.abstract, batches)
-        state, start = restored if restored else (trainer.init(), 0)
-        log = RunLog(run_dir, start, cfg.steps, cfg.progress)
+        state, start = restored if restored else (
+            trainer.init(read_params(cfg.init_from, trainer.abstract["params"]) if cfg.init_from else None), 0)
+        write_config(run_dir, cfg, start if changed else 0)
+        if start == cfg.steps:
+            return {**result, **finished(run_dir, start), "state": state}
+        if start:
+            say(f"run_dir {run_dir}: resuming from step {start} (checkpoint {checkpoints.directory / str(start)})"
+                + (f" with a changed schedule: {changed}" if changed else ""))
+        log = RunLog(run_dir, start, cfg.steps, cfg.batch_size * cfg.data.seq_len, cfg.progress)
         pending = None
 
         def settle() -> None:  # fetch the last dispatched step's metrics (the host's only wait)
@@ -112,7 +126,7 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
                 pending = None
                 result["train"] = log.train(step, _finite(jax.device_get(metrics), step, checkpoints))
 
-        end, lrs = min(cfg.steps, stop_after or cfg.steps), lr_table(cfg)
+        end = min(cfg.steps, stop_after or cfg.steps)
         with jax.set_mesh(trainer.mesh):
             for step in range(start + 1, end + 1):
                 state, metrics = trainer.step(state, trainer.global_batch(next(batches)), lrs[step - 1])
@@ -153,19 +167,71 @@ def evaluate(eval_step: Callable, params: dict, eval_sets: dict[str, list[dict]]
     return out
 
 
-def _check_same_model(saved: Path, cfg: TrainConfig, checkpoints: Checkpoints) -> None:
-    """Refuse to resume checkpoints of a model of other shapes (rather than taking them for damaged ones)."""
-    if checkpoints.latest() is None or not saved.is_file():
-        return
+def check_vocab(cfg: TrainConfig) -> None:
+    """The model's vocabulary must hold every id of the data's tokenizer."""
+    from ladderlab.data import pipeline
 
-    def shape_lines(text: str) -> set[str]:
-        return {line for line in text.splitlines() if line.startswith("model/")
-                and not line.split("=")[0].strip().endswith(("compute_dtype", "remat"))}
+    if pipeline.vocab_size(cfg.data) > cfg.model.vocab_size:
+        raise LadderlabError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+                             f"{pipeline.vocab_size(cfg.data)} ids ({cfg.data.tokenizer})")
 
-    changed = sorted(shape_lines(dump_gin(cfg)) - shape_lines(saved.read_text()))
-    if changed:
-        raise LadderlabError(f"{saved.parent}: has checkpoints of another model ({changed[0].strip()} differs); "
+
+def check_resume(run_dir: Path, cfg: TrainConfig, latest: int | None) -> str:
+    """Before resuming from checkpoint step `latest` (None: nothing to resume), refuse a config that differs from
+    the run's saved config.gin (`config.resume_changes`), unless only SCHEDULE's fields differ and
+    cfg.allow_schedule_change; return the accepted changes as "steps 30 -> 60, ..." ("" if none)."""
+    saved = run_dir / "config.gin"
+    if latest is None:
+        return ""
+    changes = resume_changes(saved.read_text(), cfg) if saved.is_file() else {}
+    said = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items())
+    if any(k not in SCHEDULE for k in changes):
+        raise LadderlabError(f"run_dir {run_dir}: its checkpoints were trained with other values ({said}; see "
+                             f"{saved}); restore them or use a new run_dir")
+    if changes and not cfg.allow_schedule_change:
+        raise LadderlabError(f"run_dir {run_dir}: resuming with a changed schedule ({said}; see {saved}); pass "
+                             f"--allow-schedule-change (allow_schedule_change=True) to continue on it, or use a new "
+                             f"run_dir")
+    if latest > cfg.steps:
+        raise LadderlabError(f"run_dir {run_dir}: has a checkpoint at step {latest}, past steps={cfg.steps}; "
                              f"use a new run_dir")
+    return said
+
+
+def write_config(run_dir: Path, cfg: TrainConfig, changed_at: int = 0) -> None:
+    """Save cfg as run_dir/config.gin (process 0); a schedule changed on resuming from step `changed_at` keeps the
+    config that trained the steps before as config.step<changed_at>.gin."""
+    if jax.process_index() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if changed_at:
+            (run_dir / "config.gin").replace(run_dir / f"config.step{changed_at}.gin")
+        (run_dir / "config.gin").write_text(dump_gin(cfg))
+
+
+def finished(run_dir: Path, steps: int) -> dict[str, dict[str, float]]:
+    """Say (process 0) that the run in run_dir has finished; return its last logged train and eval metrics."""
+    rows = last_rows(run_dir)
+    loss = f"loss {rows['train']['loss']:.4f}" if "train" in rows else "no train loss logged"
+    say(f"run_dir {run_dir}: already finished at step {steps} ({loss}); nothing to do")
+    return rows
+
+
+def say(line: str) -> None:
+    """One line for the person running the job (process 0 only)."""
+    if jax.process_index() == 0:
+        print(line, flush=True)
+
+
+def compile_report(doc: dict[str, Any]) -> str:
+    """`Trainer.compile`'s figures as lines: mesh, parameters, per-device memory in GiB, tokens, FLOPs per token."""
+    lines = [f"mesh {' x '.join(f'{k} {v}' for k, v in doc['mesh'].items())} ({doc['devices']} devices)",
+             f"parameters {doc['params']['total']:,} ({doc['params']['non_embedding']:,} non-embedding)",
+             f"tokens per step {doc['tokens_per_step']:,}, FLOPs per token {doc['flops_per_token']['detailed']:.4g} "
+             f"(6N {doc['flops_per_token']['6N']:.4g})"]
+    memory = doc["bytes_per_device"]
+    lines += [f"per device {name.replace('_', ' ')}: {memory[f'{name}_gib']:,.3f} GiB ({memory[name]:,} bytes)"
+              for name in MEMORY if memory.get(name) is not None]
+    return "\n".join(lines)
 
 
 def _every(step: int, period: int) -> bool:

@@ -2,11 +2,13 @@
 
 Fits the Chinchilla law on the over-training runs (Gadre et al. 2024) of at most `max_fit_params` parameters,
 predicts the larger held-out runs with bootstrap intervals, and refits the data-constrained law on the
-datablations 182-run set (Muennighoff et al. 2023) against its published R_D* and R_N*.
+datablations 182-run set (Muennighoff et al. 2023) against its published R_D* and R_N*. Given a folder, it writes
+summary.json, report.txt (what it printed) and each fit's plot there.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from ladderlab.errors import LadderlabError
 from ladderlab.scaling import report
 from ladderlab.scaling.api import fit
 from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R
+from ladderlab.scaling.plot import plot_fit
 from ladderlab.scaling.table import read_columns
 
 BUNDLED = Path(__file__).resolve().parent / "bundled"
@@ -36,13 +39,24 @@ class BundledDemoConfig:
     budgets: tuple[float, ...] = (1e21, 1e22, 1e23, 1e24)
 
 
-def run_bundled_demo(cfg: BundledDemoConfig, console: Console | None = None) -> dict[str, Any]:
-    """Print the demo report; return its numbers as a JSON-ready dict."""
+def run_bundled_demo(cfg: BundledDemoConfig, console: Console | None = None,
+                     out: str | Path | None = None) -> dict[str, Any]:
+    """Print the demo report (and write it with the plots and summary.json into `out`); return its numbers."""
     console = console or report.make_console()
-    return {"overtraining": _overtraining(cfg, console), "data_constrained": _data_constrained(cfg, console)}
+    folder = Path(out) if out else None
+    if folder:
+        folder.mkdir(parents=True, exist_ok=True)
+        console.record = True  # report.txt holds what is printed from here on
+    doc = {"overtraining": _overtraining(cfg, console, folder),
+           "data_constrained": _data_constrained(cfg, console, folder)}
+    if folder:
+        (folder / "summary.json").write_text(json.dumps(doc, indent=2))
+        console.save_text(str(folder / "report.txt"))
+        console.print(f"wrote {folder}/: summary.json, report.txt, overtraining.png, data_constrained.png")
+    return doc
 
 
-def _overtraining(cfg: BundledDemoConfig, console: Console) -> dict[str, Any]:
+def _overtraining(cfg: BundledDemoConfig, console: Console, out: Path | None) -> dict[str, Any]:
     path = BUNDLED / "gadre2024_overtraining.csv"
     loss = f"loss_{cfg.valset}"
     t = read_columns(path, ["params", cfg.n_column, "tokens", loss], text=["dataset"])
@@ -53,6 +67,8 @@ def _overtraining(cfg: BundledDemoConfig, console: Console) -> dict[str, Any]:
     train = t["params"][rows] <= cfg.max_fit_params
     fitted = fit("chinchilla", {"N": n[train], "D": d[train]}, y[train], bootstrap=cfg.bootstrap, seed=cfg.seed)
     report.print_fit(fitted, f"Chinchilla law: {cfg.dataset} runs <= {cfg.max_fit_params:.3g} params, {loss}", console)
+    if out:
+        plot_fit(fitted, {"N": n[train], "D": d[train]}, y[train], out / "overtraining.png")
     optimal = report.compute_optimal_rows(fitted, cfg.budgets)
     console.print(report.rows_table(optimal, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
 
@@ -72,13 +88,15 @@ def _overtraining(cfg: BundledDemoConfig, console: Console) -> dict[str, Any]:
     return {"fit": fitted.to_json(), "compute_optimal": optimal, "held_out": held, "held_out_mape": mape}
 
 
-def _data_constrained(cfg: BundledDemoConfig, console: Console) -> dict[str, Any]:
+def _data_constrained(cfg: BundledDemoConfig, console: Console, out: Path | None) -> dict[str, Any]:
     t = read_columns(BUNDLED / "datablations_c4_fit182.csv", ["params_N", "tokens_D", "unique_tokens_U", "final_val_loss"])
     x = {"N": t["params_N"], "D": t["tokens_D"], "U": t["unique_tokens_U"]}
     fitted = fit(
         "data-constrained", x, t["final_val_loss"], fixed=PUBLISHED_BASE, bootstrap=cfg.bootstrap, seed=cfg.seed
     )
     report.print_fit(fitted, "data-constrained law on the datablations 182 runs (published base held fixed)", console)
+    if out:
+        plot_fit(fitted, x, t["final_val_loss"], out / "data_constrained.png")
     published = fitted.law.to_internal({**PUBLISHED_BASE, **PUBLISHED_R})
     at_published = float(fitted.objective_at(published, x, t["final_val_loss"]))
     console.print(

@@ -54,6 +54,7 @@ class MixingModel:
     id_col: str = "id"
     warnings: list[str] = field(default_factory=list)
     share_max: dict[str, float] = field(default_factory=dict)  # largest share of each domain among the fitted runs
+    proportions: dict[str, np.ndarray] = field(default_factory=dict)  # the fitted runs' shares (plots mark them)
 
     @property
     def targets(self) -> list[str]:
@@ -101,6 +102,7 @@ class MixingModel:
             "id_col": self.id_col,
             "domains": list(self.domains),
             "share_max": self.share_max,
+            "proportions": {d: v.tolist() for d, v in self.proportions.items()},
             "warnings": self.warnings,
             "targets": {
                 c: {"model": model_name(f.law), "fit": f.to_json(), "cv": self.cv[c],
@@ -127,7 +129,9 @@ def load_mixing_model(path: str | Path) -> MixingModel:
             laws[c] = FittedLaw(law, law.to_internal(fit["params"]), fit["objective"], fit["n_points"],
                                 fit["rmse_log"], fit["mape"], list(fit["warnings"]))
             oof[c], observed[c], cv[c] = np.array(t["oof"]), np.array(t["observed"]), t["cv"]
-        return MixingModel(domains, laws, oof, observed, cv, doc["id_col"], list(doc.get("warnings", [])), doc["share_max"])
+        proportions = {d: np.array(v, float) for d, v in doc.get("proportions", {}).items()}  # older JSON lacks them
+        return MixingModel(domains, laws, oof, observed, cv, doc["id_col"], list(doc.get("warnings", [])),
+                           doc["share_max"], proportions)
     except FileNotFoundError:
         raise LadderlabError(f"{path}: file not found") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -177,7 +181,8 @@ def fit_mixing_model(
     fold = folds_of(n, min(folds, n), seed)
     n_train = n - np.bincount(fold).max()
     candidates = ["plain", "log"] if model == "auto" else [model]
-    out = MixingModel(domains, {}, {}, {}, {}, id_col, share_max={d: float(v.max()) for d, v in x.items()})
+    out = MixingModel(domains, {}, {}, {}, {}, id_col, share_max={d: float(v.max()) for d, v in x.items()},
+                      proportions=x)
     for col, y in losses.items():
         y = np.asarray(y, float)
         if len(y) != n:

@@ -12,6 +12,7 @@ from ladderlab.errors import LadderlabError
 from ladderlab.scaling.olmo import TOKENS_PER_PARAM, parse_multiple
 from ladderlab.scaling.runs import Runs
 from ladderlab.scaling.tasks import LAST, TaskLaws, actual, check_target
+from ladderlab.units import parse_size
 
 
 @dataclass(frozen=True)
@@ -24,17 +25,19 @@ class Target:
 
 
 def parse_target(text: str, n_table: Mapping[str, float]) -> Target:
-    """NAME:N:D, where N is a number or a size in the N table and D a number of tokens or a multiple 'KxC'."""
+    """NAME:N:D: N a size in the N table (its exact N), else a number or size label (7B); D tokens (a number or
+    a label, 4T) or a multiple 'KxC'."""
     parts = text.split(":")
     if len(parts) != 3 or not parts[0]:
         raise LadderlabError(f"--target {text!r}: expected NAME:N:D, e.g. 3B-5xC:3.17e9:3.2e11 or 7B:7B:28.6xC")
     name, n_text, d_text = parts
     try:
-        n = float(n_table[n_text]) if n_text in n_table else float(n_text)
+        n = float(n_table[n_text]) if n_text in n_table else parse_size(n_text)
     except ValueError:
-        raise LadderlabError(f"--target {text!r}: N {n_text!r} is neither a number nor a size in the N table") from None
+        raise LadderlabError(f"--target {text!r}: N {n_text!r} is neither a number, a size label like 7B nor a size "
+                             "in the N table") from None
     try:
-        d = parse_multiple(d_text) * TOKENS_PER_PARAM * n if d_text.endswith("xC") else float(d_text)
+        d = parse_multiple(d_text) * TOKENS_PER_PARAM * n if d_text.endswith("xC") else parse_size(d_text)
     except ValueError:
         raise LadderlabError(f"--target {text!r}: D {d_text!r} is neither a number nor a multiple like 5xC") from None
     check_target(name, n, d)

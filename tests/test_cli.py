@@ -132,32 +132,90 @@ def test_data_constrained_with_base_json(tmp_path, capsys):
     (tmp_path / "dc.csv").write_text("n,d,u,loss\n" + "".join(f"{a},{b},{c},{float(e)!r}\n" for a, b, c, e in zip(n, d, u, loss)))
     (tmp_path / "base.json").write_text(json.dumps({"law": "chinchilla", "params": base, "objective": 0, "n_points": 0,
                                                      "rmse_log": 0, "mape": 0}))
-    out = tmp_path / "dc.json"
-    code, _, _ = run(capsys, "fit", "data-constrained", "--csv", str(tmp_path / "dc.csv"), "--n", "n", "--d", "d",
-                     "--unique", "u", "--loss", "loss", "--base", str(tmp_path / "base.json"), "--bootstrap", "0",
-                     "--json", str(out))
-    doc = json.loads(out.read_text())
+    texts = []
+    for flag in ("--base-law", "--base"):  # --base: the old spelling
+        out = tmp_path / f"dc{flag}.json"
+        code, _, _ = run(capsys, "fit", "data-constrained", "--csv", str(tmp_path / "dc.csv"), "--n", "n", "--d", "d",
+                         "--unique", "u", "--loss", "loss", flag, str(tmp_path / "base.json"), "--bootstrap", "0",
+                         "--json", str(out))
+        texts.append(out.read_text())
+    assert texts[0] == texts[1]
+    doc = json.loads(texts[0])
     assert code == 0 and doc["fixed"] == ["A", "B", "E", "alpha", "beta"]
     assert doc["params"]["R_D*"] == pytest.approx(15.4, rel=1e-3)
     assert doc["params"]["R_N*"] == pytest.approx(5.3, rel=1e-3)
 
 
-def test_demo_reports_held_out_check(tmp_path, capsys):
-    out = tmp_path / "demo.json"
-    code, stdout, _ = run(capsys, "demo", "--bundled", "--set", "bootstrap=8", "--json", str(out))
+def test_demo_reports_held_out_check_and_writes_to_out(tmp_path, capsys):
+    out, folder = tmp_path / "demo.json", tmp_path / "bundled"
+    code, stdout, _ = run(capsys, "demo", "--bundled", "--set", "bootstrap=8", "--json", str(out), "--out", str(folder))
     assert code == 0 and "held-out" in stdout
     doc = json.loads(out.read_text())
     held = doc["overtraining"]["held_out"]
     assert len(held) == 7 and all(h["N"] == 359973888 for h in held)  # the 411M runs, non-embedding N
     assert doc["overtraining"]["held_out_mape"] == pytest.approx(2.36, abs=0.05)
     assert doc["data_constrained"]["objective_at_published"] == pytest.approx(0.015826, rel=1e-4)
+    # --out DIR: the same summary, the printed report and both fits' plots
+    assert json.loads((folder / "summary.json").read_text()) == doc
+    report = " ".join((folder / "report.txt").read_text().split())  # rich wraps lines at the console's width
+    assert "held-out check: 7 runs above 1.6e+08 params" in report and "published R_D* 15.39, R_N* 5.31" in report
+    assert all((folder / f"{name}.png").stat().st_size > 10_000 for name in ("overtraining", "data_constrained"))
 
 
 def test_demo_config_errors_are_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "demo", "--bundled", "--set", "bootstrapp=3")
     assert code == 2 and err.count("\n") == 1 and "bootstrapp" in err
-    code, _, err = run(capsys, "demo", "--bundled", "--config", str(tmp_path / "missing.gin"))
-    assert code == 2 and "missing.gin" in err
+    for argv in (["--config", str(tmp_path / "missing.gin")], [str(tmp_path / "missing.gin")]):  # both forms of CONFIG
+        code, _, err = run(capsys, "demo", "--bundled", *argv)
+        assert code == 2 and "config file not found" in err and "missing.gin" in err
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--bundled", "a.gin", "--config", "b.gin"])
+    assert e.value.code == 2 and "two configs given: a.gin and b.gin" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_package_version(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"ladderlab {importlib.metadata.version('ladderlab')}\n"
+
+
+def test_help_shows_defaults(capsys):
+    for argv, shown in ((["fit", "chinchilla", "--help"], "bootstrap refits over runs (0: none) (default: 200)"),
+                        (["predict", "tasks", "--help"], "interval level (default: 0.9)"),
+                        (["grow", "plan", "--help"], "(4 is the paper's advice) (default: 4)"),
+                        (["report", "--help"], "(default: 100)")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+        assert shown in text and "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_csv_and_runs_are_one_option(tmp_path, capsys):
+    csv = chinchilla_csv(tmp_path / "runs.csv", noise=0.01)
+    docs = []
+    for flag in ("--csv", "--runs"):
+        out = tmp_path / f"{flag[2:]}.json"
+        code, _, _ = run(capsys, "fit", "size", flag, str(csv), "--n", "params", "--loss", "loss", "--bootstrap", "4",
+                         "--workers", "1", "--at", "7B", "--json", str(out))
+        assert code == 0
+        docs.append(out.read_text())
+    assert docs[0] == docs[1]
+    assert json.loads(docs[0])["predictions"][0]["N"] == 7e9  # --at 7B
+
+
+def test_size_labels_equal_numbers(tmp_path, capsys):
+    docs = []
+    for n in ("7B", "7e9", "7000M"):
+        out = tmp_path / f"{n}.json"
+        assert run(capsys, "grow", "plan", "--target-params", n, "--budget-flops", "8.4e22", "--json", str(out))[0] == 0
+        docs.append(json.loads(out.read_text()))
+    assert docs[0] == docs[1] == docs[2] and docs[0]["growth_tokens"] == pytest.approx(1.111e10, rel=1e-3)
+    with pytest.raises(SystemExit) as e:
+        main(["grow", "plan", "--target-params", "7X", "--budget-flops", "1e22"])
+    assert e.value.code == 2 and "size label like 7B" in capsys.readouterr().err
 
 
 def test_where_filters_rows(tmp_path, capsys):
@@ -168,3 +226,11 @@ def test_where_filters_rows(tmp_path, capsys):
     assert code == 0 and json.loads(out.read_text())["n_points"] == 5 * 6 - 1
     code, _, err = run(capsys, "fit", "size", "--csv", str(csv), "--n", "params", "--loss", "loss", "--where", "params~3")
     assert code == 2 and "--where 'params~3'" in err
+
+
+def test_task_targets_take_size_labels():
+    from ladderlab.scaling.olmo import OLMO_N
+    from ladderlab.scaling.task_report import Target, parse_target
+
+    assert parse_target("big:7B:4T", {}) == Target("big", 7e9, 4e12)
+    assert parse_target("olmo:7B:2xC", OLMO_N) == Target("olmo", 6_887_575_552, 2 * 20 * 6_887_575_552)  # the N table's

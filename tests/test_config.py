@@ -200,3 +200,48 @@ def test_dump_gin_round_trips(tmp_path):
     assert load_config(Outer, write(tmp_path, "operative.gin", text)) == cfg
     mutable = Mutable(count=5, inner=Inner(width=1, depth=1))
     assert load_config(Mutable, write(tmp_path, "m.gin", dump_gin(mutable))) == mutable
+
+
+@dataclasses.dataclass(frozen=True)
+class Twin:
+    """Two configs of one class, so `Inner.field` is ambiguous."""
+
+    a: Inner = dataclasses.field(default_factory=Inner)
+    b: Inner = dataclasses.field(default_factory=Inner)
+
+
+def test_gin_style_class_field_overrides_land():
+    cfg = load_config(Outer, overrides=["Inner.width=64", "Outer.steps=5", "inner/Inner.depth=7"])
+    assert cfg == Outer(steps=5, inner=Inner(width=64, depth=7))
+    assert load_config(Twin, overrides=["b/Inner.width=3"]) == Twin(b=Inner(width=3))
+
+
+@pytest.mark.parametrize("cls, item, needles", [
+    (Twin, "Inner.width=3", ["--set Inner.width=3", "class 'Inner' is ambiguous (use one of: a.width, b.width)"]),
+    (Outer, "Nope.width=3", ["unknown class 'Nope' (classes: Inner, Outer)"]),
+    (Outer, "Inner=3", ["--set Inner=3: expected Inner.FIELD=VALUE"]),
+    (Outer, "Inner.widht=3", ["unknown key 'Inner.widht' (known: width, depth)"]),
+    (Twin, "c/Inner.width=3", ["unknown class 'c/Inner'"]),
+])
+def test_bad_class_field_overrides_name_the_choices(cls, item, needles):
+    with pytest.raises(LadderlabError) as excinfo:
+        load_config(cls, overrides=[item])
+    check(excinfo, *needles)
+
+
+def test_size_labels_in_overrides():
+    cfg = load_config(Outer, overrides=["steps=2k", "lr=1.5M", "sizes=(1k, 3K)", "budget=7B", "name=7B"])
+    assert (cfg.steps, cfg.lr, cfg.sizes, cfg.budget, cfg.name) == (2000, 1.5e6, [1000, 3000], 7_000_000_000, "7B")
+    assert isinstance(cfg.steps, int) and isinstance(cfg.lr, float)
+    with pytest.raises(LadderlabError) as excinfo:
+        load_config(Outer, overrides=["steps=1.2345k"])  # 1234.5 is not an int
+    check(excinfo, "steps=1.2345k", "expected int, got str")
+
+
+def test_parse_size():
+    from ladderlab.units import parse_size
+
+    assert [parse_size(t) for t in ("7B", "190M", "1.3B", "500K", "500k", "2T", "3.2e11", " 12 ")] == \
+        [7e9, 1.9e8, 1.3e9, 5e5, 5e5, 2e12, 3.2e11, 12.0]
+    with pytest.raises(ValueError, match="size label like 7B.*got '7X'"):
+        parse_size("7X")

@@ -78,4 +78,18 @@ def test_demo_reports_held_out_check_and_trains_the_best_mixture(tmp_path, capsy
     check = doc["mixture_check"]
     assert math.isfinite(check["actual"]) and 1.0 < check["actual"] < math.log(259)
     assert check["predicted"] == pytest.approx(doc["mixing"]["loss"])
-    assert (out / "mixture-check" / "runs.csv").is_file() and (out / "report" / "report.md").is_file()
+    assert check["interval"] == doc["mixing"]["interval"]
+    lo, hi = check["interval"]
+    assert check["inside"] == (lo <= check["actual"] <= hi)
+    assert (out / "mixture-check" / "runs.csv").is_file()
+    # report.md, written once, holds the trained check and what each mixture name stands for
+    md = (out / "report" / "report.md").read_text()
+    assert check["line"] in md and check["line"].startswith("mixing-law check: the best mixture trained at N=3,136")
+    assert ("the actual loss is inside the 90% interval" if check["inside"] else "the actual loss is OUTSIDE") in md
+    verdict = "yes" if check["inside"] else "**NO**"
+    assert f"| {check['actual']:.4f} | {check['error_pct']:+.2f}% | {verdict} |" in md
+    saved = json.loads((out / "report" / "summary.json").read_text())
+    assert saved["mixture_check"] == check and saved["scaling"]["held_out"]["inside"] is not None
+    for name, m in mixtures(load_config(LadderConfig, config)).items():
+        shares = normalise(m, DOMAINS)
+        assert f"| {name} | " + " | ".join(f"{shares[d]:.3f}" for d in DOMAINS) + " |" in md

@@ -19,6 +19,7 @@ from ladderlab.errors import LadderlabError
 from ladderlab.ladders import ladder_run
 from ladderlab.ladders.ladder_config import LadderConfig
 from ladderlab.ladders.ladder_plan import plan
+from ladderlab.ladders.metrics import read_rows
 from ladderlab.scaling.runs import read_runs
 
 # Runs in a subprocess: SIGKILLs itself when `run` logs a step >= `step` (the trainer's own logging call), so the
@@ -115,6 +116,13 @@ def test_sigkill_at_a_random_step_then_rerun_equals_uninterrupted(ladder, tmp_pa
     assert states[victim.run] == "started" and list(states.values()).count("finished") == runs.index(victim)
     ladder_run.run_ladder(cfg, out, devices=jax.devices()[:1])
     assert (out / "runs.csv").read_text() == (reference / "runs.csv").read_text()
+    # the steps logged between the last checkpoint and the kill were dropped on resuming: each step appears once
+    for name in (victim.run, runs[0].run):
+        got, want = (read_rows(folder / "runs" / name / "metrics.jsonl") for folder in (out, reference))
+        assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
+        assert [r["loss"] for r in got if r["split"] == "train"] == [r["loss"] for r in want if r["split"] == "train"]
+    train_rows = [r for r in read_rows(out / "runs" / victim.run / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["tokens"] for r in train_rows] == [r["step"] * victim.batch_size * cfg.seq_len for r in train_rows]
 
 
 def test_bad_input_is_an_error_and_overwrites_nothing(ladder, tmp_path, capsys):

@@ -15,9 +15,8 @@ from ladderlab.cli import main
 from ladderlab.data import pipeline
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders import ladder_run
-from ladderlab.ladders.checkpoint import Checkpoints
+from ladderlab.ladders.checkpoint import Checkpoints, read_params
 from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_cpt import start_from_base
 from ladderlab.ladders.ladder_plan import plan, train_config
 from ladderlab.ladders.ladder_report import make_report
 from ladderlab.ladders.ladder_store import LadderStore
@@ -107,7 +106,7 @@ def test_grown_run_row_carries_operator_g_d_and_both_phases_flops(ladder):
     assert runs["flops"][plain].tolist() == [6.0 * r.n * r.tokens * k / 2 for r in plan(cfg)[:1] for k in (1, 2)]
 
 
-def test_cpt_starts_from_the_base_runs_final_params(ladder, tmp_path):
+def test_cpt_starts_from_the_base_runs_final_params(ladder):
     cfg, out = ladder
     base, _, cpt = plan(cfg)
     runs = read_runs(out)
@@ -125,14 +124,13 @@ def test_cpt_starts_from_the_base_runs_final_params(ladder, tmp_path):
     first = json.loads((out / "runs" / cpt.run / "metrics.jsonl").read_text().splitlines()[0])
     assert first["step"] == 1
     np.testing.assert_allclose(first["loss"], float(ce / tokens), rtol=1e-5)
-    # the step-0 checkpoint holds the base's final parameters bit for bit
-    fresh = type(tc)(**{**tc.__dict__, "run_dir": str(tmp_path / "again")})
-    start_from_base(fresh, bc, jax.devices()[:1])
-    target = Checkpoints(tmp_path / "again" / "checkpoints")
-    state, step = target.restore(trainer.abstract, pipeline.train_batches(tc.data, 8))
-    target.close()
-    assert step == 0 and int(state["step"]) == 0
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), state["params"], params))
+    # the phase is a run of its own, whose config.gin names the base's final checkpoint: it started from those
+    # parameters bit for bit, and keeps only its own checkpoints
+    init_from = out / "runs" / base.run / "checkpoints" / str(base.steps)
+    assert f"TrainConfig.init_from = '{init_from}'\n" in (out / "runs" / cpt.run / "config.gin").read_text()
+    assert [p.name for p in (out / "runs" / cpt.run / "checkpoints").iterdir()] == [str(cpt.steps)]
+    start = read_params(str(init_from), trainer.abstract["params"])
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), start, params))
 
 
 def test_rerun_skips_finished_variants(ladder, monkeypatch):

@@ -59,7 +59,7 @@ def test_fit_predict_optimize_round_trip(tmp_path, capsys):
     c, k, t = TRUTH["val_code"]
     assert float(rows[1]["val_code"]) == pytest.approx(c + k * np.exp(np.array([0.6, 0.2, 0.2]) @ np.array(t)), rel=1e-5)
     # optimize: the web loss with web capped at 0.5 and code at least 0.1.
-    code, out, _ = run(capsys, "optimize", "mixture", "--law", law, "--target", "val_web", "--max", "web=0.5",
+    code, out, _ = run(capsys, "optimize", "mixture", "--law", law, "--objective", "val_web", "--max", "web=0.5",
                        "--min", "code=0.1", "--json", tmp_path / "opt.json", "--plot", tmp_path / "land.png")
     opt = json.loads((tmp_path / "opt.json").read_text())
     assert code == 0 and "optimal mixture" in out
@@ -120,5 +120,38 @@ def test_predict_and_optimize_errors_name_the_problem(tmp_path, capsys):
     code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--min", "web=0.7", "--min", "code=0.5",
                        "--max", "web=1", "--max", "code=1")
     assert code == 2 and "no feasible mixture: min shares sum to 1.2" in err
-    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--target", "val_books")
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--objective", "val_books")
     assert code == 2 and "unknown target column(s) val_books" in err
+
+
+def test_old_flag_spellings_and_size_labels_give_identical_json(tmp_path, capsys):
+    _, m_csv, l_csv = write_tables(tmp_path)
+    laws = []
+    for flag in ("--loss", "--target"):  # fit mixing-law: --target is the old spelling of --loss (a column)
+        law = tmp_path / f"law{flag}.json"
+        assert run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "plain",
+                   flag, "val_web", "--json", law)[0] == 0
+        laws.append(law.read_text())
+    assert laws[0] == laws[1] and list(json.loads(laws[0])["targets"]) == ["val_web"]
+    opts = []
+    for flag, tokens, budget in (("--objective", "1e11", "code=2e10"), ("--target", "100B", "code=20B")):
+        out = tmp_path / f"opt{flag}.json"
+        assert run(capsys, "optimize", "mixture", "--law", tmp_path / "law--loss.json", flag, "val_web=1",
+                   "--tokens", tokens, "--budget", budget, "--json", out)[0] == 0
+        opts.append(out.read_text())
+    assert opts[0] == opts[1] and json.loads(opts[0])["ratios"]["code"] <= 4 * 2e10 / 1e11 + 1e-9
+
+
+def test_cmr_reads_the_table_from_csv_or_runs(tmp_path, capsys):
+    rows = ["ratio,tokens,general,base"] + [f"{r},{t},{3.0 + 0.05 * r**1.5 * (t / 1e9) ** 0.2:.9f},3.0"
+                                            for r in (0.1, 0.25, 0.5, 0.75) for t in (1e9, 3e9, 1e10)]
+    (tmp_path / "cpt.csv").write_text("\n".join(rows) + "\n")
+    docs = []
+    for flag, at in (("--csv", "3e10"), ("--runs", "30B")):
+        out = tmp_path / f"cmr{flag}.json"
+        assert run(capsys, "fit", "cmr", flag, tmp_path / "cpt.csv", "--ratio", "ratio", "--tokens", "tokens",
+                   "--general", "general", "--base", "base", "--tolerance", "0.02", "--at-tokens", at,
+                   "--bootstrap", "0", "--json", out)[0] == 0
+        docs.append(out.read_text())
+    assert docs[0] == docs[1]
+    assert json.loads(docs[0])["ratio"] == pytest.approx((0.02 / (0.05 * 30**0.2)) ** (1 / 1.5), rel=1e-4)

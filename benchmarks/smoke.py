@@ -1,0 +1,152 @@
+"""Run every benchmark with --smoke and check its JSON, so no benchmark silently rots (`make test` runs this).
+
+Each script runs in its own process on tiny sizes; its JSON must carry the keys in KEYS as finite numbers, rates,
+times and counts above zero. Prints one line per benchmark and `N passed, M failed`; exit status 1 if any failed.
+
+    python benchmarks/smoke.py [--no-peers] [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import NO_PEERS
+
+HERE = Path(__file__).resolve().parent
+NOT_BENCHMARKS = {"common", "smoke"}
+POS, NUM = "positive", "finite"  # a rate, time or count / any finite number (a score, an error, a fitted value)
+PEER = "peer "  # prefix: measured on the peer, so null when "baseline" is "skipped"
+TIMEOUT_S = 600
+
+# benchmark -> {key in its JSON (a.b: key b inside a; 0: the first list item): what its value must be}
+KEYS: dict[str, dict[str, str]] = {
+    "data_throughput": {
+        "pipeline_tok_s": POS, "train_tok_s": POS, "ratio": POS, "batch_size": POS, "seq_len": POS, "devices": POS,
+    },
+    "fit_speed": {
+        "n_points": POS, "n_starts": POS, "ladderlab_s": POS, "scipy_loop_s": POS, "speedup": POS,
+        "ladderlab_objective": POS, "scipy_loop_objective": POS, "objective_gap": NUM, "params.E": POS,
+        "params.alpha": POS, "params.beta": POS,
+    },
+    "regmix_rank": {
+        "runs": POS, "folds": POS, "lightgbm_rounds": POS, "mean_spearman.plain": NUM, "mean_spearman.log": NUM,
+        "mean_spearman.lightgbm": PEER + NUM, "domains.pile_cc.log.rmse_log": POS,
+        "domains.pile_cc.log.seconds": POS, "domains.pile_cc.lightgbm.seconds": PEER + POS,
+    },
+    "swarm_throughput": {
+        "models": POS, "ratio": POS, "tok_s.sequential": POS, "tok_s.sequential_dp": POS, "tok_s.vmap": POS,
+        "tok_s.chunked": POS, "tok_s.sharded": POS, "host_devices": POS, "flops_per_token": POS,
+        "matmul_flop_s": POS, "sequential_step_costs.row_s": NUM,
+    },
+    "task_ladder": {
+        "tasks": POS, "bootstrap": POS, "seconds": POS, "fit_runs": POS, "chain_interval_coverage_90": NUM,
+        "mean_abs_error.mmlu.step1_loss_err_pct": POS, "mean_abs_error.mmlu.chain_acc_err_pts": POS,
+        "step1_params.mmlu.alpha": POS,
+    },
+    "train_throughput": {
+        "ladderlab_tok_s": POS, "torch_tok_s": PEER + POS, "ratio": PEER + POS, "headline_params": POS,
+        "batch": POS, "seq_len": POS, "configs.0.non_embedding": POS, "configs.0.flops_per_token": POS,
+    },
+    "validate_anchors": {
+        "runtime_s": POS, "bootstrap": POS, "datablations.n_runs": POS, "datablations.published_base_fixed.R_D*": POS,
+        "datablations.published_base_fixed.R_N*": POS, "datablations.base_from_data.R_D*": POS,
+        "overtraining.N=params.overall_mean_mape_pct": POS,
+        "overtraining.bootstrap_c4_val.c4_original.coverage_90": NUM,
+    },
+}
+
+
+def lookup(doc: Any, key: str) -> Any:
+    """The value at a dotted key (null below a null); KeyError naming the key when any part is missing."""
+    for part in key.split("."):
+        if doc is None:
+            return None
+        try:
+            doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise KeyError(key) from None
+    return doc
+
+
+def problem(doc: dict[str, Any], keys: dict[str, str], no_peers: bool) -> str | None:
+    """What is wrong with a benchmark's JSON, or None."""
+    peered = any(kind.startswith(PEER) for kind in keys.values())
+    if peered and "baseline" not in doc:
+        return 'no "baseline" key'
+    skipped = doc.get("baseline") == "skipped"
+    if peered and no_peers and not skipped:
+        return f'baseline {doc["baseline"]!r} with ${NO_PEERS} set (expected "skipped")'
+    for key, kind in keys.items():
+        try:
+            value = lookup(doc, key)
+        except KeyError:
+            return f"missing key {key}"
+        if kind.startswith(PEER) and skipped:
+            if value is not None:
+                return f"{key} = {value!r}, expected null (baseline skipped)"
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{key} = {value!r}, expected a finite number"
+        if kind.endswith(POS) and value <= 0:
+            return f"{key} = {value!r}, expected > 0"
+    return None
+
+
+class Failed(Exception):
+    """A benchmark's smoke run failed; the message says why."""
+
+
+def run(name: str, folder: Path, env: dict[str, str], no_peers: bool) -> str:
+    """Run one benchmark with --smoke and check its JSON; what its report line says after "ok"."""
+    if name not in KEYS:
+        raise Failed("not in smoke.py's KEYS table")
+    out, start = folder / f"{name}.json", time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), "--smoke", "--json", str(out)],
+                              capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise Failed(f"no result within {TIMEOUT_S} s") from None
+    if proc.returncode:
+        raise Failed(f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['(no stderr)'])[-1]}")
+    try:
+        doc = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        raise Failed(f"no JSON in {out.name} ({e})") from None
+    bad = problem(doc, KEYS[name], no_peers)
+    if bad:
+        raise Failed(bad)
+    baseline = f", baseline {doc['baseline']}" if "baseline" in doc else ""
+    return f"{len(KEYS[name])} keys{baseline}, {time.perf_counter() - start:.1f} s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="benchmarks to run (default: every script in benchmarks/)")
+    ap.add_argument("--no-peers", action="store_true", help=f"set ${NO_PEERS}: every peer counts as not installed")
+    args = ap.parse_args()
+    names = args.names or sorted(p.stem for p in HERE.glob("*.py") if p.stem not in NOT_BENCHMARKS)
+    # Smoke timings mean nothing, so XLA may skip most optimisations (halves compile time).
+    env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **({NO_PEERS: "1"} if args.no_peers else {})}
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                line = f"ok, {run(name, Path(tmp), env, args.no_peers)}"
+            except Failed as e:
+                line, failed = f"FAILED {e}", failed + 1
+            print(f"smoke {name}: {line}", flush=True)
+    print(f"{len(names) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
