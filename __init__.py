@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 
 # Mixture-ratio library calls (issue 4), imported on first use so `import ladderlab` stays light.
-_LAZY = {"predict_mixture": "ladderlab.scaling.mixture", "critical_mixture_ratio": "ladderlab.scaling.cmr"}
+_LAZY = {"predict_mixture": "ladderlab.scaling.mixing.optimize", "critical_mixture_ratio": "ladderlab.scaling.mixing.cmr"}
 
 
 def __getattr__(name: str):

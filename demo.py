@@ -16,10 +16,10 @@ from typing import Any
 
 from rich.console import Console
 
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import models
-from ladderlab.ladders.ladder_report import inside, make_report, verdict
-from ladderlab.ladders.ladder_run import run_ladder
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import models
+from ladderlab.ladders.report import inside, make_report, verdict
+from ladderlab.ladders.runner import run_ladder
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -31,16 +31,16 @@ def default_config(quick: bool) -> Path:
 def run_demo(cfg: LadderConfig, out: str | Path, *, bootstrap: int = 100, seed: int = 0,
              console: Console | None = None) -> dict[str, Any]:
     """Train (or resume) the ladder in `out`, write its report, check the best mixture; return the summary."""
-    from ladderlab.scaling.report import make_console
+    from ladderlab.console import make_console
 
     console = console or make_console()
     start = time.perf_counter()
-    if cfg.corpus == "demo":
+    if cfg.data.corpus == "demo":
         from ladderlab.data.corpus import cache_root
         from ladderlab.data.demo_corpus import build_demo
 
         console.print("building the demo corpus (cached after the first time) ...")
-        build_demo(cache_root(cfg.cache_dir))
+        build_demo(cache_root(cfg.data.cache_dir))
     console.print(f"training ladder {cfg.name!r} into {out}")
     run_ladder(cfg, out, console=console)
     trained = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """Tokens/s of the mixed, packed input pipeline against tokens/s of the real train step, for one run config.
 
 The pipeline side times `train_batches` (mixture of every corpus domain, packed rows, batched; the token cache is
-built before timing). The train side times the run's jitted train step (`ladders.train.Trainer`) on the same
+built before timing). The train side times the run's jitted train step (`ladders.run.train.Trainer`) on the same
 batches after compilation. Target: ratio = pipeline_tok_s / train_tok_s >= 5, so input never starves training.
 --smoke: a tiny model on a generated two-domain corpus.
 Usage: python benchmarks/data_throughput.py [--config configs/train_tiny.gin] [--set KEY=VALUE] [--json OUT] [--smoke]
@@ -21,8 +21,8 @@ import numpy as np
 from ladderlab.config import load_config
 from ladderlab.data import pipeline
 from ladderlab.data.corpus import write_corpus
-from ladderlab.ladders.config import TrainConfig
-from ladderlab.ladders.train import Trainer
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.run.train import Trainer
 
 from common import emit, parse  # benchmarks/common.py
 

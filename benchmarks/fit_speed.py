@@ -17,9 +17,9 @@ import scipy
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.law import fit_law
-from ladderlab.scaling.table import read_columns
+from ladderlab.scaling.engine.law import fit_law
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.tables.columns import read_columns
 
 from common import emit, parse  # benchmarks/common.py
 

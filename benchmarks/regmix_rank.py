@@ -14,9 +14,9 @@ from types import ModuleType
 
 import numpy as np
 
-from ladderlab.scaling.mixing import cv_scores, folds_of, out_of_fold
-from ladderlab.scaling.mixing_law import MixingLaw
-from ladderlab.scaling.mixture_table import read_mixture_table
+from ladderlab.scaling.mixing.law import MixingLaw
+from ladderlab.scaling.mixing.model import cv_scores, folds_of, out_of_fold
+from ladderlab.scaling.mixing.table import read_mixture_table
 
 from common import emit, parse, peer  # benchmarks/common.py
 

@@ -1,4 +1,4 @@
-"""Aggregate tokens/s of M tiny models trained as one swarm (`ladders.swarm`) against one after another, in one run.
+"""Aggregate tokens/s of M tiny models trained as one swarm (`ladders.variants.swarm`) against one after another, in one run.
 
 Every side trains the same members (own init seed and data) for the same steps, fed the same host batches through
 the same `global_batch` path, after untimed warm-up steps (compilation). Sequential sides train one model after
@@ -28,9 +28,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ladderlab.data.config import DataConfig  # noqa: E402
-from ladderlab.ladders.config import TrainConfig  # noqa: E402
-from ladderlab.ladders.swarm import Swarm  # noqa: E402
-from ladderlab.ladders.train import Trainer  # noqa: E402
+from ladderlab.ladders.run.config import TrainConfig  # noqa: E402
+from ladderlab.ladders.variants.swarm import Swarm  # noqa: E402
+from ladderlab.ladders.run.train import Trainer  # noqa: E402
 from ladderlab.model.config import ModelConfig  # noqa: E402
 from ladderlab.model.counts import flops_per_token, param_counts  # noqa: E402
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ladderlab.scaling import task_report, tasks
-from ladderlab.scaling.olmo import MAIN_TASKS, OLMO_N, TASK_KEYS, acc_column, loss_column, read_olmo_ladder
+from ladderlab.scaling.tables.olmo import MAIN_TASKS, OLMO_N, TASK_KEYS, acc_column, loss_column, read_olmo_ladder
+from ladderlab.scaling.tasks import laws as tasks
+from ladderlab.scaling.tasks import report as task_report
 
 from common import emit, parse  # benchmarks/common.py
 

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from ladderlab.data.config import DataConfig
-from ladderlab.ladders.config import TrainConfig
-from ladderlab.ladders.train import Trainer
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.run.train import Trainer
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import flops_per_token, param_counts, size_for
 

@@ -18,11 +18,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ladderlab.scaling.api import fit
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R, DataConstrained
-from ladderlab.scaling.fit import Objective, refine, residual_objective
-from ladderlab.scaling.law import FittedLaw, Law, fit_law
-from ladderlab.scaling.table import read_columns
+from ladderlab.scaling.engine.law import FittedLaw, Law, fit_law
+from ladderlab.scaling.engine.minimize import Objective, refine, residual_objective
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.laws.data_constrained import PUBLISHED_BASE, PUBLISHED_R, DataConstrained
+from ladderlab.scaling.tables.columns import read_columns
 
 from common import emit, parse  # benchmarks/common.py
 

@@ -3,7 +3,7 @@ bf16 compute and fp32 params, byte-level. Length and hyperparameters follow the 
 (non-embedding parameters): 1xC = 20 N tokens, LR 0.0047 (N/1.08e8)^(-1/3), N tokens of warm-up, cosine to 10%."""
 
 from ladderlab.data.config import DataConfig
-from ladderlab.ladders.config import TrainConfig
+from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import param_counts
 

@@ -1,1 +1,1 @@
-"""One training run and the ladder runner with its results store."""
+"""Training: run/ (one run, the one loop), variants/ (swarm, growth, CPT), the ladder (config, plan, runner, store)."""

@@ -1,96 +1,88 @@
-"""`TrainConfig`: everything one training run needs: model, data, mesh, optimizer, schedule, eval, checkpoints;
-and which of its fields a resumed run may change (`resume_changes`)."""
+"""`LadderConfig`: a ladder spec: sizes x token multiples x mixtures x seeds, and the rules that size each run.
+
+Per-run hyperparameters follow the OLMo ladder's rules of N (non-embedding parameters, untied head included),
+written per token so they carry to short sequences: batch = 160 x 2048 tokens x (N / 1.08e8)^(2/3), peak LR =
+0.0047 (N / 1.08e8)^(-1/3), warm-up N tokens, cosine to 10%, 1xC = 20 tokens per parameter. For tiny CPU models
+the batch rule is kept (it gives ~8 sequences of 128 tokens at N = 2e4) but the LR rule, which grows without
+bound as N shrinks (0.08 at N = 2e4), is capped at `lr_max`. Every rule has a plain override.
+"""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from ladderlab.config import dump_gin
 from ladderlab.data.config import DataConfig
-from ladderlab.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """One run. Batch sizes count sequences of `data.seq_len` tokens; steps count optimizer updates."""
+class LadderConfig:
+    """What to train. Sizes are non-embedding parameter targets (the shape rule picks each model) or named shapes.
 
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    run_dir: str = "runs/tiny"  # config, metrics.jsonl and TensorBoard events (written by process 0)
-    checkpoint_dir: str = ""  # "" = run_dir/checkpoints; multi-host runs need one every host sees (gs://...)
-    seed: int = 0  # parameter init
-    distributed: bool = False  # call jax.distributed.initialize() first (every host of a multi-host slice)
-    mesh: tuple[int, int, int] = (1, -1, 1)  # (data, fsdp, tensor) sizes; one -1 fills the devices
-    batch_size: int = 8  # global sequences per optimizer step
-    grad_accum: int = 1  # micro-batches per step (each batch_size / grad_accum sequences)
-    steps: int = 100
-    # AdamW with global-norm clipping; weight decay on weight matrices only (not norms, not the input embedding)
-    lr: float = 3e-3
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    clip_norm: float = 1.0  # 0 = no clipping
-    z_loss: float = 0.0  # weight of mean(logsumexp^2)
+    mixtures: name -> domain weights ({} = every corpus domain equally); the first is the ladder's main mixture.
+    design: also propose this many mixtures over `design_domains` with the mixing-law design function.
+    mixture_grid: "full" trains every mixture at every size x multiple; "smallest" trains the main mixture
+        everywhere and the others only at the smallest size and multiple (a RegMix-style sweep).
+    growth: "<operator>:<depth|width>" entries; each run also gets one grown variant per entry, whose small model
+        (g = growth_factor) trains the first `growth_fraction` of the run's tokens and the grown model the rest.
+    cpt: continual pre-training phases, name -> {"base": mixture, "mixture": {domain: weight}, "fraction": f}:
+        every run of mixture `base` is continued from its final parameters (fresh optimizer and schedule) on the
+        new mixture for f x its tokens.
+    """
+
+    name: str = "ladder"
+    sizes: tuple[float, ...] = (8e3, 4e4)
+    shapes: dict[str, tuple[int, int, int, int]] = dataclasses.field(default_factory=dict)  # label -> d, L, heads, d_ff
+    multiples: tuple[float, ...] = (1.0, 2.0)  # token multiples xC
+    tokens_per_param: float = 20.0  # 1xC
+    mixtures: dict[str, dict[str, float]] = dataclasses.field(default_factory=lambda: {"equal": {}})
+    design: int = 0
+    design_method: Literal["dyadic", "uniform"] = "dyadic"
+    design_domains: tuple[str, ...] = ()
+    mixture_grid: Literal["full", "smallest"] = "full"
+    seeds: tuple[int, ...] = (0,)
+    growth: tuple[str, ...] = ()
+    growth_factor: int = 4
+    growth_fraction: float = 0.25
+    cpt: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # the corpus, tokenizer, seq_len, eval tokens and cache of every run (each run sets its own mixture, seed and
+    # train_tokens); shorter sequences and fewer eval tokens than a lone run's defaults suit small ladders
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(seq_len=128, eval_tokens=8192))
+    # shape rule (model.counts.size_for)
+    head_dim: int = 8
+    width_per_layer: int = 16
+    ffn_ratio: int = 4
+    qk_norm: bool = True
+    # hyperparameter rules of N and their overrides (0 / -1 = use the rule)
+    n_ref: float = 1.08e8
+    batch_tokens_ref: float = 160 * 2048
+    lr_ref: float = 0.0047
+    lr_max: float = 0.02
+    batch_multiple: int = 8  # batch sizes are rounded to a multiple of this (the device count must divide it)
+    warmup_tokens_per_param: float = 1.0
+    batch_size: int = 0
+    lr: float = 0.0
+    warmup_steps: int = -1
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1  # floor of cosine and WSD, as a fraction of lr
-    decay_fraction: float = 0.2  # WSD: the final fraction of post-warm-up steps that decays
-    # evaluation, logging, checkpoints (0 = never, except eval and a checkpoint at the last step)
-    eval_every: int = 0
-    eval_batch_size: int = 8
-    log_every: int = 1
-    checkpoint_every: int = 0
-    keep_last: int = 3  # keep-last-K checkpoints
-    keep_every: int = 0  # and every checkpoint whose step is a multiple of M
-    progress: bool = True
-    # a fresh run starts from the parameters of this checkpoint folder (<checkpoints>/<step>) with a fresh
-    # optimizer at step 0 (continual pre-training); "" = from `seed`'s initialisation
-    init_from: str = ""
-    allow_schedule_change: bool = False  # a resumed run may change SCHEDULE's fields (it says which)
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    # running
+    swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
+    swarm_chunk: int = 0  # members a swarm vmaps at once, chunks in a loop (0 = all: accelerators; 1: CPUs)
+    swarm_shards: int = 1  # device groups a swarm's members split over (the largest divisor of its size up to this)
+    evals_per_run: int = 4  # evaluation + checkpoint points per run (the last step is always one)
+    mesh: tuple[int, int, int] = (1, -1, 1)
+    device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
+    progress: bool = False  # per-step progress bars (the runner prints one line per run)
+    # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
+    # (least squares over the 30 runs of the demo and quick ladders on this project's 2-core CPU, load average ~1.5)
+    flops_per_s: float = 1.7e10
+    step_s: float = 0.005
+    overhead_s: float = 1.0
 
 
-# The fields a resumed run may change without changing what it trains (dotted names), and why; any other field must
-# equal the run's saved config.gin, except SCHEDULE's, which `allow_schedule_change` accepts.
-RESUME_FREE: dict[str, str] = {
-    **dict.fromkeys(("run_dir", "checkpoint_dir", "data.cache_dir"), "where files live"),
-    **dict.fromkeys(("progress", "log_every", "eval_every", "eval_batch_size"),
-                    "what is logged or evaluated, and when (eval batches are padded and masked: any size gives the "
-                    "same numbers)"),
-    **dict.fromkeys(("checkpoint_every", "keep_last", "keep_every"), "when checkpoints are saved and kept"),
-    **dict.fromkeys(("distributed", "mesh", "grad_accum", "model.compute_dtype", "model.remat"),
-                    "how the same update is computed (processes, layout, memory, precision: float rounding only; "
-                    "compute_dtype 'auto' already changes with the hardware)"),
-    **dict.fromkeys(("data.train_tokens", "data.max_epochs", "data.on_overrepeat"),
-                    "the data-repetition check only, not the batches"),
-    "allow_schedule_change": "the switch itself",
-}
-SCHEDULE = ("steps", "lr", "schedule", "warmup_steps", "min_lr_ratio", "decay_fraction")
-
-
-def resume_changes(saved_gin: str, cfg: TrainConfig) -> dict[str, tuple[str, str]]:
-    """{dotted field: (saved value, new value)} for every field outside RESUME_FREE whose value in cfg differs from
-    a run's saved config.gin text; a field the saved file lacks (added to TrainConfig since) counts as its default."""
-    old = {**_gin_fields(dump_gin(TrainConfig())), **_gin_fields(saved_gin)}
-    new = _gin_fields(dump_gin(cfg))
-    return {k: (old[k][0] if k in old else "(none)", text) for k, (text, value) in new.items()
-            if k not in RESUME_FREE and (k not in old or old[k][1] != value)}
-
-
-def _gin_fields(text: str) -> dict[str, tuple[str, Any]]:
-    """`dump_gin` bindings as {dotted field: (value text, value)}: 'model/ModelConfig.d_ff = 64' -> model.d_ff;
-    values are compared as literals, so dict order does not count."""
-    out = {}
-    for line in text.splitlines():
-        selector, sep, value = line.partition(" = ")
-        if sep and not value.startswith("@"):
-            scope, _, binding = selector.rpartition("/")
-            try:
-                parsed = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                parsed = value
-            out[".".join([*filter(None, scope.split("/")), binding.rpartition(".")[2]])] = (value, parsed)
-    return out
+# Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
+# that differs from its own only in these.
+NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "swarm_chunk", "swarm_shards",
+               "data.cache_dir", "name")

@@ -111,13 +111,6 @@ def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
     return causal_LxL[None] & (segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :])
 
 
-def _remat_block(block: Block, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_BxLxL: jax.Array) -> jax.Array:
-    """Block whose activations are recomputed in the backward pass instead of stored."""
-    graphdef, params = nnx.split(block)
-    apply = lambda p, x: nnx.merge(graphdef, p)(x, positions_BxL, mask_BxLxL)  # noqa: E731
-    return jax.checkpoint(apply)(params, x_BxLxD)
-
-
 class Decoder(nnx.Module):
     """Token ids -> fp32 next-token logits. Packed rows: `positions` restart and attention stays in a segment."""
 
@@ -145,7 +138,7 @@ class Decoder(nnx.Module):
         if segment_ids_BxL is None:
             segment_ids_BxL = jnp.ones((B, L), jnp.int32)
         mask_BxLxL = attention_mask(segment_ids_BxL)
-        run = _remat_block if self.remat else Block.__call__
+        run = nnx.remat(Block.__call__) if self.remat else Block.__call__  # remat: recompute in the backward pass
         for block in self.blocks:
             x_BxLxD = constrain(run(block, constrain(x_BxLxD, ("batch", None, None)), positions_BxL, mask_BxLxL),
                                 ("batch", None, None))

@@ -1,1 +1,2 @@
-"""Pure fitting code: the fit engine, the laws, bootstrap, reports. Never imports training code."""
+"""Pure fitting code (never JAX or training code): api, report and plot here; engine, laws, tables, mixing, tasks,
+growth below."""

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.accuracy import SigmoidAccuracy
-from ladderlab.scaling.annealing import Annealing
-from ladderlab.scaling.bootstrap import bootstrap as _bootstrap
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.data_constrained import DataConstrained
-from ladderlab.scaling.law import Data, FittedLaw, Law, fit_law
-from ladderlab.scaling.power import PowerLaw
+from ladderlab.scaling.engine.bootstrap import bootstrap as _bootstrap
+from ladderlab.scaling.engine.law import Data, FittedLaw, Law, fit_law
+from ladderlab.scaling.laws.accuracy import SigmoidAccuracy
+from ladderlab.scaling.laws.annealing import Annealing
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.laws.power import PowerLaw
+from ladderlab.scaling.tables.columns import read_json
 
 LAWS = {
     "chinchilla": Chinchilla,
@@ -58,18 +58,4 @@ def fit(
 
 def load_fitted(path: str | Path) -> FittedLaw:
     """Rebuild a FittedLaw (parameters, diagnostics, bootstrap replicates) from the JSON that `save` wrote."""
-    try:
-        doc = json.loads(Path(path).read_text())
-        law = make_law(doc["law"], doc.get("spec"))
-        theta = law.to_internal(doc["params"])
-        boot = doc.get("bootstrap")
-        samples = None if boot is None else np.array([law.to_internal(s) for s in boot["samples"]])
-        return FittedLaw(
-            law, theta, doc["objective"], doc["n_points"], doc["rmse_log"], doc["mape"],
-            list(doc.get("warnings", [])), samples, None if boot is None else boot.get("seed"),
-            tuple(doc.get("fixed", ())),
-        )
-    except FileNotFoundError:
-        raise LadderlabError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise LadderlabError(f"{path}: not a ladderlab law JSON ({type(e).__name__}: {e})") from None
+    return read_json(path, "ladderlab law", lambda doc: FittedLaw.from_json(make_law(doc["law"], doc.get("spec")), doc))

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from ladderlab.console import make_console, rows_table
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling import report
 from ladderlab.scaling.api import fit
-from ladderlab.scaling.data_constrained import PUBLISHED_BASE, PUBLISHED_R
+from ladderlab.scaling.laws.data_constrained import PUBLISHED_BASE, PUBLISHED_R
 from ladderlab.scaling.plot import plot_fit
-from ladderlab.scaling.table import read_columns
+from ladderlab.scaling.tables.columns import read_columns
 
 BUNDLED = Path(__file__).resolve().parent / "bundled"
 
@@ -42,7 +43,7 @@ class BundledDemoConfig:
 def run_bundled_demo(cfg: BundledDemoConfig, console: Console | None = None,
                      out: str | Path | None = None) -> dict[str, Any]:
     """Print the demo report (and write it with the plots and summary.json into `out`); return its numbers."""
-    console = console or report.make_console()
+    console = console or make_console()
     folder = Path(out) if out else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def _overtraining(cfg: BundledDemoConfig, console: Console, out: Path | None) ->
     if out:
         plot_fit(fitted, {"N": n[train], "D": d[train]}, y[train], out / "overtraining.png")
     optimal = report.compute_optimal_rows(fitted, cfg.budgets)
-    console.print(report.rows_table(optimal, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
+    console.print(rows_table(optimal, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
 
     held = [{"N": float(a), "D": float(b), "actual": float(c)} for a, b, c in zip(n[~train], d[~train], y[~train])]
     preds = report.predictions_rows(fitted, [{"N": h["N"], "D": h["D"]} for h in held])
@@ -78,7 +79,7 @@ def _overtraining(cfg: BundledDemoConfig, console: Console, out: Path | None) ->
         h.update(p)
         h["error_pct"] = 100 * (h["prediction"] - h["actual"]) / h["actual"]
         h["covered"] = bool(p.get("prediction_lo", np.inf) <= h["actual"] <= p.get("prediction_hi", -np.inf))
-    console.print(report.rows_table(held, "held-out larger runs", ["N", "D", "actual", "prediction", "error_pct"]))
+    console.print(rows_table(held, "held-out larger runs", ["N", "D", "actual", "prediction", "error_pct"]))
     mape = float(np.mean([abs(h["error_pct"]) for h in held])) if held else float("nan")
     covered = sum(h["covered"] for h in held)
     console.print(

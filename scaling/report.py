@@ -1,25 +1,18 @@
-"""Command-line reports of fitted laws: parameters with intervals, fit error, warnings, derived answers."""
+"""Reports of fitted laws: parameters with intervals, fit error, warnings, compute-optimal rows, predictions."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Sequence
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ladderlab.scaling.chinchilla import compute_optimal
-from ladderlab.scaling.law import FittedLaw, percentile_interval
+from ladderlab.console import fmt, make_console
+from ladderlab.scaling.engine.law import FittedLaw, percentile_interval
+from ladderlab.scaling.laws.chinchilla import compute_optimal
 
 LEVEL = 0.9
-
-
-def fmt(v: float) -> str:
-    """Four significant digits, scientific only where needed."""
-    if v is None or not np.isfinite(v):
-        return "-"
-    return f"{v:.4g}"
 
 
 def params_table(fitted: FittedLaw, title: str) -> Table:
@@ -74,27 +67,6 @@ def predictions_rows(fitted: FittedLaw, points: Sequence[dict[str, float]]) -> l
             row["prediction_lo"], row["prediction_hi"] = float(lo[0]), float(hi[0])
         rows.append(row)
     return rows
-
-
-def rows_table(rows: list[dict[str, Any]], title: str, columns: Sequence[str]) -> Table:
-    """A table of dict rows; a column `k` shows `[k_lo, k_hi]` beside it when present."""
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col, justify="right")
-    for row in rows:
-        cells = []
-        for col in columns:
-            cell = fmt(row.get(col))
-            if f"{col}_lo" in row:
-                cell += f" [{fmt(row[f'{col}_lo'])}, {fmt(row[f'{col}_hi'])}]"
-            cells.append(cell)
-        table.add_row(*cells)
-    return table
-
-
-def make_console() -> Console:
-    """A console that keeps tables on one line when output goes to a file or pipe."""
-    return Console(width=None if sys.stdout.isatty() else 132)
 
 
 def print_fit(fitted: FittedLaw, title: str, console: Console | None = None) -> None:

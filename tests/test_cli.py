@@ -122,7 +122,7 @@ def test_size_law_fit_then_predict_from_json(tmp_path, capsys):
 
 def test_data_constrained_with_base_json(tmp_path, capsys):
     base = {"A": 520.8, "B": 1487.7, "E": 1.869, "alpha": 0.3527, "beta": 0.3527}
-    from ladderlab.scaling.data_constrained import DataConstrained
+    from ladderlab.scaling.laws.data_constrained import DataConstrained
 
     law = DataConstrained()
     rows = [(n, m * u, u) for n in (1e8, 5e8, 2e9) for u in (1e9, 4e9) for m in (0.5, 1, 2, 4, 8, 16, 40)]
@@ -229,8 +229,8 @@ def test_where_filters_rows(tmp_path, capsys):
 
 
 def test_task_targets_take_size_labels():
-    from ladderlab.scaling.olmo import OLMO_N
-    from ladderlab.scaling.task_report import Target, parse_target
+    from ladderlab.scaling.tables.olmo import OLMO_N
+    from ladderlab.scaling.tasks.report import Target, parse_target
 
     assert parse_target("big:7B:4T", {}) == Target("big", 7e9, 4e12)
     assert parse_target("olmo:7B:2xC", OLMO_N) == Target("olmo", 6_887_575_552, 2 * 20 * 6_887_575_552)  # the N table's

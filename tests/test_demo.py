@@ -13,9 +13,9 @@ import pytest
 from ladderlab.cli import main
 from ladderlab.config import load_config
 from ladderlab.data.mixture import normalise
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import mixtures, plan
-from ladderlab.ladders.ladder_store import LadderStore, write_atomic
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import mixtures, plan
+from ladderlab.ladders.store import LadderStore, write_atomic
 
 DOMAINS = ["a", "b", "c"]
 
@@ -53,16 +53,16 @@ def test_demo_reports_held_out_check_and_trains_the_best_mixture(tmp_path, capsy
         (corpus / f"{name}.jsonl").write_text("\n".join(docs) + "\n")
     config = tmp_path / "ladder.gin"
     config.write_text(textwrap.dedent(f"""
-        LadderConfig.corpus = "{corpus}"
-        LadderConfig.cache_dir = "{tmp_path / 'cache'}"
+        DataConfig.corpus = "{corpus}"
+        DataConfig.cache_dir = "{tmp_path / 'cache'}"
         LadderConfig.sizes = (3e3, 8e3, 2.5e4, 3.6e4)
         LadderConfig.multiples = (0.05, 0.1)
         LadderConfig.design = 5
         LadderConfig.design_domains = ("a", "b", "c")
         LadderConfig.mixture_grid = "smallest"
         LadderConfig.width_per_layer = 32
-        LadderConfig.seq_len = 32
-        LadderConfig.eval_tokens = 256
+        DataConfig.seq_len = 32
+        DataConfig.eval_tokens = 256
         LadderConfig.evals_per_run = 1
     """))
     out = tmp_path / "ladder"

@@ -9,10 +9,11 @@ import jax
 import pytest
 from rich.console import Console
 
+from ladderlab.data.config import DataConfig
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders import ladder_run
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import plan
+from ladderlab.ladders import runner as ladder_run
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import plan
 from tests.ladders.test_ladder_run import write_corpus
 
 
@@ -20,9 +21,10 @@ from tests.ladders.test_ladder_run import write_corpus
 def cfg(tmp_path_factory):
     """The 3-run ladder of test_ladder_run (2 multiples, a mixture sweep of 2)."""
     root = tmp_path_factory.mktemp("groups")
-    return LadderConfig(corpus=str(write_corpus(root / "corpus")), cache_dir=str(root / "cache"), sizes=(3e3,),
-                        multiples=(0.1, 0.2), mixtures={"equal": {}, "skew": {"a": 3.0, "b": 1.0}},
-                        mixture_grid="smallest", seq_len=32, eval_tokens=256, evals_per_run=3)
+    data = DataConfig(corpus=str(write_corpus(root / "corpus")), cache_dir=str(root / "cache"), seq_len=32,
+                      eval_tokens=256)
+    return LadderConfig(data=data, sizes=(3e3,), multiples=(0.1, 0.2),
+                        mixtures={"equal": {}, "skew": {"a": 3.0, "b": 1.0}}, mixture_grid="smallest", evals_per_run=3)
 
 
 def test_two_groups_write_the_sequential_runs_table(cfg, tmp_path, monkeypatch):

@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 
+from ladderlab.data.config import DataConfig
 from ladderlab.cli import main
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import hyperparameters, mixtures, plan, size_label
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import hyperparameters, mixtures, plan, size_label
 
 # The OLMo ladder's rungs (4096-token sequences, batch rounded to a multiple of 64): N, batch, warm-up steps.
 OLMO = [(190_354_176, 128, 363), (371_262_464, 192, 472), (758_220_288, 320, 578), (1_279_395_840, 384, 813)]
@@ -17,7 +18,7 @@ OLMO = [(190_354_176, 128, 363), (371_262_464, 192, 472), (758_220_288, 320, 578
 
 @pytest.mark.parametrize("n, batch, warmup", OLMO)
 def test_rules_reproduce_the_olmo_ladder(n, batch, warmup):
-    cfg = LadderConfig(seq_len=4096, batch_multiple=64, lr_max=1.0)
+    cfg = LadderConfig(data=DataConfig(seq_len=4096), batch_multiple=64, lr_max=1.0)
     got_batch, lr, warmup_tokens = hyperparameters(cfg, n)
     assert got_batch == batch
     assert round(warmup_tokens / (batch * 4096)) == warmup

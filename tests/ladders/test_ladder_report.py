@@ -12,10 +12,10 @@ from matplotlib.colors import to_hex
 
 from ladderlab.cli import main
 from ladderlab.data.mixture import normalise
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import mixtures, plan
-from ladderlab.ladders.ladder_report import make_report
-from ladderlab.ladders.ladder_store import LadderStore, write_atomic
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import mixtures, plan
+from ladderlab.ladders.report import make_report
+from ladderlab.ladders.store import LadderStore, write_atomic
 from ladderlab.scaling.report import fmt
 
 LAW = {"E": 1.8, "A": 40.0, "alpha": 0.45, "B": 300.0, "beta": 0.4}
@@ -148,7 +148,7 @@ def test_mixing_law_warnings_reach_report_md(tmp_path):
 
 
 def plan_mixtures(cfg):
-    from ladderlab.ladders.ladder_plan import mixtures
+    from ladderlab.ladders.plan import mixtures
 
     return [m for name, m in mixtures(cfg).items() if name != "equal"]
 
@@ -231,8 +231,9 @@ def task_ladder(root, evals, shift=None):
 @pytest.fixture
 def figures(monkeypatch):
     """The report's matplotlib figures by file name, kept as they are saved (axes, lines and points inspectable)."""
-    from ladderlab.ladders import ladder_plots
-    from ladderlab.scaling import mixing_plot, plot
+    from ladderlab.ladders import plots as ladder_plots
+    from ladderlab.scaling import plot
+    from ladderlab.scaling.mixing import plot as mixing_plot
 
     kept = {}
 

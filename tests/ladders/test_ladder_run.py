@@ -16,17 +16,17 @@ import pytest
 from ladderlab.cli import main
 from ladderlab.config import load_config
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders import ladder_run
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import plan
-from ladderlab.ladders.metrics import read_rows
-from ladderlab.scaling.runs import read_runs
+from ladderlab.ladders import runner as ladder_run
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import plan
+from ladderlab.ladders.run.metrics import read_rows
+from ladderlab.scaling.tables.runs import read_runs
 
 # Runs in a subprocess: SIGKILLs itself when `run` logs a step >= `step` (the trainer's own logging call), so the
 # kill lands mid-run at a chosen step, possibly while an async checkpoint is being written.
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from ladderlab.ladders import metrics
+    from ladderlab.ladders.run import metrics
     config, out, run, step = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     original = metrics.RunLog.train
     def train(self, s, m):
@@ -57,14 +57,14 @@ def ladder(tmp_path_factory):
     corpus = write_corpus(root / "corpus")
     config = root / "ladder.gin"
     config.write_text(textwrap.dedent(f"""
-        LadderConfig.corpus = "{corpus}"
-        LadderConfig.cache_dir = "{root / 'cache'}"
+        DataConfig.corpus = "{corpus}"
+        DataConfig.cache_dir = "{root / 'cache'}"
         LadderConfig.sizes = (3e3,)
         LadderConfig.multiples = (0.1, 0.2)
         LadderConfig.mixtures = {{"equal": {{}}, "skew": {{"a": 3.0, "b": 1.0}}}}
         LadderConfig.mixture_grid = "smallest"
-        LadderConfig.seq_len = 32
-        LadderConfig.eval_tokens = 256
+        DataConfig.seq_len = 32
+        DataConfig.eval_tokens = 256
         LadderConfig.evals_per_run = 3
     """))
     cfg = load_config(LadderConfig, config)
@@ -95,7 +95,7 @@ def test_runs_table_has_one_row_per_evaluation(ladder):
 def test_rerun_skips_finished_runs(ladder, monkeypatch):
     cfg, _, out = ladder
     before = {p: p.read_bytes() for p in [out / "runs.csv", *out.glob("runs/*/metrics.jsonl")]}
-    monkeypatch.setattr("ladderlab.ladders.train.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr("ladderlab.ladders.run.train.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
     ladder_run.run_ladder(cfg, out, devices=jax.devices()[:1])
     assert {p: p.read_bytes() for p in before} == before
     assert {r["state"] for r in ladder_run.status_rows(out)} == {"finished"}
@@ -122,7 +122,7 @@ def test_sigkill_at_a_random_step_then_rerun_equals_uninterrupted(ladder, tmp_pa
         assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in want]
         assert [r["loss"] for r in got if r["split"] == "train"] == [r["loss"] for r in want if r["split"] == "train"]
     train_rows = [r for r in read_rows(out / "runs" / victim.run / "metrics.jsonl") if r["split"] == "train"]
-    assert [r["tokens"] for r in train_rows] == [r["step"] * victim.batch_size * cfg.seq_len for r in train_rows]
+    assert [r["tokens"] for r in train_rows] == [r["step"] * victim.batch_size * cfg.data.seq_len for r in train_rows]
 
 
 def test_bad_input_is_an_error_and_overwrites_nothing(ladder, tmp_path, capsys):
@@ -131,9 +131,9 @@ def test_bad_input_is_an_error_and_overwrites_nothing(ladder, tmp_path, capsys):
         ladder_run.run_ladder(LadderConfig(**{**cfg.__dict__, "mixtures": {"bad": {"zzz": 1.0}}}), tmp_path / "new")
     assert not (tmp_path / "new").exists()
     before = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}
-    code = main(["ladder", "run", str(config), "--out", str(reference), "--set", "seq_len=64"])
+    code = main(["ladder", "run", str(config), "--out", str(reference), "--set", "data.seq_len=64"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "another ladder config (differs in seq_len)" in err
+    assert code == 2 and err.count("\n") == 1 and "another ladder config (differs in data.seq_len)" in err
     assert {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()} == before
     code = main(["ladder", "run", str(config), "--out", str(reference), "--set", "sizes=(100.0,)"])
     assert code == 2 and "too far from the shape rule" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 import stat
 
-from ladderlab.ladders.ladder_store import write_atomic
+from ladderlab.ladders.store import write_atomic
 
 
 def test_write_atomic_replaces_whole_file_with_mode_644(tmp_path):

@@ -13,25 +13,26 @@ from rich.console import Console
 
 from ladderlab.cli import main
 from ladderlab.data import pipeline
+from ladderlab.data.config import DataConfig
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders import ladder_run
-from ladderlab.ladders.checkpoint import Checkpoints, read_params
-from ladderlab.ladders.ladder_config import LadderConfig
-from ladderlab.ladders.ladder_plan import plan, train_config
-from ladderlab.ladders.ladder_report import make_report
-from ladderlab.ladders.ladder_store import LadderStore
-from ladderlab.ladders.train import Trainer
+from ladderlab.ladders import runner as ladder_run
+from ladderlab.ladders.run.checkpoint import Checkpoints, read_params
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.ladders.plan import plan, train_config
+from ladderlab.ladders.report import make_report
+from ladderlab.ladders.store import LadderStore
+from ladderlab.ladders.run.train import Trainer
 from ladderlab.model.counts import param_counts
-from ladderlab.model.growth import small_model
-from ladderlab.scaling.runs import read_runs
+from ladderlab.model.growth.operators import small_model
+from ladderlab.scaling.tables.runs import read_runs
 from tests.ladders.test_ladder_run import write_corpus
 
 SHAPE = (16, 4, 2, 64)  # d_model, layers, heads, d_ff: depth growth by g=4 starts from one layer
 
 
 def config(corpus, root, **changes) -> LadderConfig:
-    return LadderConfig(**{"corpus": str(corpus), "cache_dir": str(root / "cache"), "sizes": (), "shapes": {"t": SHAPE},
-                           "multiples": (0.02,), "batch_size": 8, "seq_len": 32, "eval_tokens": 256,
+    data = DataConfig(corpus=str(corpus), cache_dir=str(root / "cache"), seq_len=32, eval_tokens=256)
+    return LadderConfig(**{"data": data, "sizes": (), "shapes": {"t": SHAPE}, "multiples": (0.02,), "batch_size": 8,
                            "evals_per_run": 2, "growth": ("direct:depth",), "growth_factor": 4,
                            "growth_fraction": 0.25,
                            "cpt": {"dom": {"base": "equal", "mixture": {"a": 1.0}, "fraction": 0.25}}, **changes})
@@ -136,8 +137,8 @@ def test_cpt_starts_from_the_base_runs_final_params(ladder):
 def test_rerun_skips_finished_variants(ladder, monkeypatch):
     cfg, out = ladder
     before = (out / "runs.csv").read_bytes()
-    monkeypatch.setattr("ladderlab.ladders.train.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
-    monkeypatch.setattr("ladderlab.ladders.grow_run.grown_run", lambda *a, **k: pytest.fail("regrown"))
+    monkeypatch.setattr("ladderlab.ladders.run.train.train", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    monkeypatch.setattr("ladderlab.ladders.variants.grow.grown_run", lambda *a, **k: pytest.fail("regrown"))
     ladder_run.run_ladder(cfg, out, devices=jax.devices()[:1])
     assert (out / "runs.csv").read_bytes() == before
     assert [r["state"] for r in ladder_run.status_rows(out)] == ["finished"] * 3

@@ -8,7 +8,7 @@ import pytest
 
 from ladderlab.cli import main
 from ladderlab.config import load_config
-from ladderlab.ladders.config import TrainConfig
+from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.model.counts import param_counts
 
 
@@ -101,8 +101,8 @@ def test_ladder_plan_takes_config_either_way_and_size_labels(tmp_path, capsys):
 
 def test_demo_and_ladder_plan_print_one_time_estimate(monkeypatch, capsys):
     from ladderlab.demo import default_config
-    from ladderlab.ladders.ladder_config import LadderConfig
-    from ladderlab.ladders.ladder_plan import estimate_s, plan
+    from ladderlab.ladders.config import LadderConfig
+    from ladderlab.ladders.plan import estimate_s, plan
 
     runs = plan(load_config(LadderConfig, default_config(quick=True)))
     assert estimate_s(runs) == pytest.approx(sum(r.est_s for r in runs)) and estimate_s(runs) > 0

@@ -7,7 +7,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders.state import abstract_model
+from ladderlab.ladders.run.state import abstract_model
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.sharding import batch_sharding, logical_spec, make_mesh, param_shardings
 

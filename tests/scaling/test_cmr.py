@@ -7,7 +7,7 @@ import pytest
 
 from ladderlab import critical_mixture_ratio
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.cmr import cmr_of, increase_of
+from ladderlab.scaling.mixing.cmr import cmr_of, increase_of
 
 TRUTH = {"A": 0.03, "gamma": 1.4, "s": 0.25, "nu": 0.3}
 DOMAIN = {"E": 1.2, "B": 0.6, "beta": 0.4, "T0": 0.5}

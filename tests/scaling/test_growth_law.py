@@ -10,8 +10,8 @@ import pytest
 
 from ladderlab.cli import main
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.growth_law import fit_timing_law, growth_tokens, plan_growth
-from ladderlab.scaling.growth_speedup import comparison_rows, flops_to_reach, speedup
+from ladderlab.scaling.growth.law import fit_timing_law, growth_tokens, plan_growth
+from ladderlab.scaling.growth.speedup import comparison_rows, flops_to_reach, speedup
 
 
 @pytest.mark.parametrize("n, tokens, expected", [(7e9, 2e12, 11.11e9), (8e9, 15e12, 6.58e9), (13e9, 2e12, 15.84e9),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.mixing import fit_mixing_model, load_mixing_model, model_name
-from ladderlab.scaling.mixing_law import EPS, ImplicitMixingLaw, MixingLaw, fit_mixing
+from ladderlab.scaling.mixing.law import EPS, ImplicitMixingLaw, MixingLaw, fit_mixing
+from ladderlab.scaling.mixing.model import fit_mixing_model, load_mixing_model, model_name
 
 DOMAINS = ("web", "code", "books", "math")
 
@@ -110,8 +110,8 @@ def test_real_regmix_runs_log_law_ranks_held_out_mixtures_better():
     """96 real RegMix 1M-parameter runs (tests/fixtures, MIT): golden held-out scores and a Pile-CC-heavy optimum."""
     from pathlib import Path
 
-    from ladderlab.scaling.mixture import optimize_mixture
-    from ladderlab.scaling.mixture_table import read_mixture_table
+    from ladderlab.scaling.mixing.optimize import optimize_mixture
+    from ladderlab.scaling.mixing.table import read_mixture_table
 
     fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     table = read_mixture_table(fixtures / "regmix_train_mixture_1m_first96.csv",

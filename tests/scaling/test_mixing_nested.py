@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.mixture_design import DYADIC, propose_mixtures
-from ladderlab.scaling.nested import nested_mixture
+from ladderlab.scaling.mixing.design import DYADIC, propose_mixtures
+from ladderlab.scaling.mixing.nested import nested_mixture
 
 DOMAINS = ("web", "code", "books")
 

@@ -7,10 +7,9 @@ import pytest
 
 from ladderlab import predict_mixture
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.data_constrained import PUBLISHED_R
-from ladderlab.scaling.mixture import optimize_mixture
-from ladderlab.scaling.mixing import fit_mixing_model
-from ladderlab.scaling.mixture_opt import effective_shares, make_limits, optimize_shares, project
+from ladderlab.scaling.laws.data_constrained import PUBLISHED_R
+from ladderlab.scaling.mixing.model import fit_mixing_model
+from ladderlab.scaling.mixing.optimize import effective_shares, make_limits, optimize_mixture, optimize_shares, project
 
 DOMAINS = ("web", "code", "books")
 # Two validation domains whose losses pull the mixture in different directions.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ladderlab.scaling import mixing_plot, plot
+from ladderlab.scaling import plot
 from ladderlab.scaling.api import fit
-from ladderlab.scaling.data_constrained import DataConstrained
-from ladderlab.scaling.mixing import fit_mixing_model, load_mixing_model
-from ladderlab.scaling.mixture import optimize_mixture
+from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.mixing import plot as mixing_plot
+from ladderlab.scaling.mixing.model import fit_mixing_model, load_mixing_model
+from ladderlab.scaling.mixing.optimize import optimize_mixture
 
 BASE = {"A": 520.8, "B": 1487.7, "E": 1.869, "alpha": 0.3527, "beta": 0.3527}
 

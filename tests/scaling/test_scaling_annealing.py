@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ladderlab.scaling import api
-from ladderlab.scaling.annealing import Annealing, areas_at, lr_areas, predict_schedule
-from ladderlab.scaling.law import FittedLaw, fit_law
+from ladderlab.scaling.engine.law import FittedLaw, fit_law
+from ladderlab.scaling.laws.annealing import Annealing, areas_at, lr_areas, predict_schedule
 
 TRUTH = dict(L0=2.5, A=0.6, alpha=0.5, C=0.3)
 T, WARMUP, PEAK = 4000, 200, 2e-3

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ladderlab.scaling import api
-from ladderlab.scaling.bootstrap import resample_indices
-from ladderlab.scaling.law import fit_law
-from ladderlab.scaling.power import PowerLaw
+from ladderlab.scaling.engine.bootstrap import resample_indices
+from ladderlab.scaling.engine.law import fit_law
+from ladderlab.scaling.laws.power import PowerLaw
 
 TRUTH = dict(E=1.8, A=400.0, alpha=0.3)
 
@@ -102,7 +102,7 @@ def test_bootstrap_parallel_equals_serial():
     code = textwrap.dedent("""
         import sys
         import numpy as np
-        import ladderlab.scaling.bootstrap as boot_module
+        import ladderlab.scaling.engine.parallel as boot_module
         from ladderlab.scaling import api
         sys.path.insert(0, %r)
         from test_scaling_bootstrap import size_data

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ladderlab.scaling.law as law_module
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.data_constrained import DataConstrained, effective
-from ladderlab.scaling.fit import residual_objective
-from ladderlab.scaling.law import fit_law
-from ladderlab.scaling.table import read_columns
+import ladderlab.scaling.engine.law as law_module
+from ladderlab.scaling.engine.law import fit_law
+from ladderlab.scaling.engine.minimize import residual_objective
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.laws.data_constrained import DataConstrained, effective
+from ladderlab.scaling.tables.columns import read_columns
 
 # Published base fit of the datablations paper (utils/parametric_fit.ipynb): a, b, e in log space, alpha = beta.
 BASE = dict(A=float(np.exp(6.255414)), B=float(np.exp(7.3049974)), E=float(np.exp(0.6254804)), alpha=0.3526596, beta=0.3526596)
 PUBLISHED_R = {"R_D*": 15.387756, "R_N*": 5.309743}
-BUNDLED = Path(law_module.__file__).parent / "bundled" / "datablations_c4_fit182.csv"
+BUNDLED = Path(law_module.__file__).parents[1] / "bundled" / "datablations_c4_fit182.csv"
 
 
 def predict(law, public, x):

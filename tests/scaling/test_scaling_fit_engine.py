@@ -1,12 +1,14 @@
-"""The fitting engine: Huber loss, the vectorised residual objective and multi-start minimisation."""
+"""The fitting engine: its Huber loss (scipy.special.huber, delta first), the vectorised residual objective and
+multi-start minimisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import huber
 
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.fit import huber, minimize_multistart, refine, residual_objective, screen
+from ladderlab.scaling.engine.minimize import minimize_multistart, refine, residual_objective, screen
+from ladderlab.scaling.laws.chinchilla import Chinchilla
 
 TRUTH = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 
@@ -15,18 +17,18 @@ TRUTH = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 def test_huber_golden_values():
     r = np.array([0.0, 0.5, -0.5, 1.0, 2.0, -3.0])
     # delta = 1: quadratic 0.5 r^2 inside, delta (|r| - delta/2) outside; continuous at |r| = delta (0.5).
-    np.testing.assert_array_equal(huber(r, 1.0), [0.0, 0.125, 0.125, 0.5, 1.5, 2.5])
+    np.testing.assert_array_equal(huber(1.0, r), [0.0, 0.125, 0.125, 0.5, 1.5, 2.5])
     # delta = 1e-3 (the laws' default): 0.5e-3 is inside -> 1.25e-7; 0.01 is outside -> 1e-3 (0.01 - 5e-4).
-    got = huber(np.array([5e-4, -5e-4, 1e-2, -1e-2]), 1e-3)
+    got = huber(1e-3, np.array([5e-4, -5e-4, 1e-2, -1e-2]))
     np.testing.assert_allclose(got, [1.25e-7, 1.25e-7, 9.5e-6, 9.5e-6], rtol=1e-14)
 
 
 def test_huber_is_continuous_and_linear_outside():
     d = 0.3
     eps = 1e-9
-    assert huber(np.array(d - eps), d) == pytest.approx(huber(np.array(d + eps), d), abs=1e-9)
+    assert huber(d, np.array(d - eps)) == pytest.approx(huber(d, np.array(d + eps)), abs=1e-9)
     # slope outside is exactly delta
-    a, b = huber(np.array([2.0, 3.0]), d)
+    a, b = huber(d, np.array([2.0, 3.0]))
     assert b - a == pytest.approx(d, rel=1e-14)
 
 

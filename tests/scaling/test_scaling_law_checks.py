@@ -10,13 +10,13 @@ import pytest
 
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling import api
-from ladderlab.scaling.accuracy import SigmoidAccuracy
-from ladderlab.scaling.annealing import Annealing
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.data_constrained import DataConstrained
-from ladderlab.scaling.law import fit_law, percentile_interval
-from ladderlab.scaling.power import PowerLaw
-from ladderlab.scaling.table import read_columns
+from ladderlab.scaling.engine.law import fit_law, percentile_interval
+from ladderlab.scaling.laws.accuracy import SigmoidAccuracy
+from ladderlab.scaling.laws.annealing import Annealing
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.laws.power import PowerLaw
+from ladderlab.scaling.tables.columns import read_columns
 
 SIZE_TRUTH = dict(E=1.8, A=400.0, alpha=0.3)
 

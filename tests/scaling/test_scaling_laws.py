@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from ladderlab.scaling import api
-from ladderlab.scaling.accuracy import SigmoidAccuracy
-from ladderlab.scaling.chinchilla import Chinchilla, compute_optimal
-from ladderlab.scaling.law import Law, fit_law
-from ladderlab.scaling.power import PowerLaw
+from ladderlab.scaling.engine.law import Law, fit_law
+from ladderlab.scaling.laws.accuracy import SigmoidAccuracy
+from ladderlab.scaling.laws.chinchilla import Chinchilla, compute_optimal
+from ladderlab.scaling.laws.power import PowerLaw
 
 CHIN_TRUTH = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 

@@ -10,14 +10,14 @@ import pytest
 
 from ladderlab.cli import main
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling import tasks
-from ladderlab.scaling.batch_fit import refine_batch
-from ladderlab.scaling.bootstrap import resample_indices
-from ladderlab.scaling.chinchilla import Chinchilla
-from ladderlab.scaling.law import fit_law
-from ladderlab.scaling.olmo import read_olmo_ladder
-from ladderlab.scaling.runs import Runs, read_runs
-from ladderlab.scaling.task_report import parse_target
+from ladderlab.scaling.engine.batch_fit import refine_batch
+from ladderlab.scaling.engine.bootstrap import resample_indices
+from ladderlab.scaling.engine.law import fit_law
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.tables.olmo import read_olmo_ladder
+from ladderlab.scaling.tables.runs import Runs, read_runs
+from ladderlab.scaling.tasks import laws as tasks
+from ladderlab.scaling.tasks.report import parse_target
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "olmo_ladder"
 STEP1 = {"A": 40.0, "B": 90.0, "E": 0.45, "alpha": 0.22, "beta": 0.24}

@@ -1,0 +1,219 @@
+"""A ladder's run list: each run's model, tokens, steps, batch, LR and warm-up from the rules of N, and its
+TrainConfig; then each run's growth variants and continual-pre-training phases. Pure arithmetic (no JAX is run),
+so `ladderlab ladder plan` is instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.config import LadderConfig
+from ladderlab.model.config import ModelConfig, check_model
+from ladderlab.model.counts import flops_per_token, param_counts, size_for
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the ladder. `tokens` is what the run really trains on (a grown variant: both phases; a CPT phase:
+    the phase only); `steps` are its last phase's. `tokens_before` / `flops_before` come before that phase (the
+    small model's, or the base run's), so the runs table's D and FLOPs count everything the model has seen."""
+
+    run: str
+    size: str
+    multiple: float
+    mixture: str
+    weights: dict[str, float]
+    seed: int
+    model: ModelConfig
+    n: int  # non-embedding parameters (untied head included)
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    tokens: int
+    flops: float  # 6 N D (a grown variant: both phases)
+    est_s: float
+    operator: str = ""  # growth variants: "<operator>:<dim>"
+    growth_steps: int = 0  # steps of the small model
+    g: float = 1.0  # growth factor as non-embedding parameters grown / small
+    base_run: str = ""  # CPT phases: the run continued
+    tokens_before: int = 0
+    flops_before: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """The plan's table row (also stored in the results folder for `ladder status`)."""
+        m = self.model
+        return {"run": self.run, "size": self.size, "multiple": self.multiple, "mixture": self.mixture,
+                "seed": self.seed, "N": self.n, "d_model": m.d_model, "layers": m.n_layers, "D": self.tokens,
+                "flops": self.flops, "steps": self.steps, "batch": self.batch_size, "lr": self.lr,
+                "warmup": self.warmup_steps, "est_s": self.est_s, "operator": self.operator,
+                "growth_steps": self.growth_steps, "g": self.g, "base_run": self.base_run,
+                "tokens_before": self.tokens_before, "flops_before": self.flops_before}
+
+
+def size_label(n: float) -> str:
+    """8288 -> '8.3k', 1.2e6 -> '1.2M'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.2g}{unit}" if n < 10 * scale else f"{n / scale:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def vocab_size(cfg: LadderConfig) -> int:
+    from ladderlab.data.pipeline import vocab_size as data_vocab
+
+    return data_vocab(cfg.data)
+
+
+def models(cfg: LadderConfig) -> dict[str, ModelConfig]:
+    """size label -> model, smallest first: `sizes` through the shape rule, then the named `shapes`."""
+    vocab, out = vocab_size(cfg), {}
+    options = dict(head_dim=cfg.head_dim, width_per_layer=cfg.width_per_layer, ffn_ratio=cfg.ffn_ratio,
+                   qk_norm=cfg.qk_norm)
+    for target in cfg.sizes:
+        model = size_for(target, vocab, **options)
+        n = param_counts(model)["non_embedding"]
+        if abs(math.log(n / target)) > math.log(1.5):
+            raise LadderlabError(f"sizes: {target:g} is too far from the shape rule (head_dim={cfg.head_dim}, "
+                                 f"width_per_layer={cfg.width_per_layer}): nearest model has {n} non-embedding "
+                                 f"parameters; pick a size near it, change the rule, or name a shape")
+        label = size_label(n)
+        if label in out:
+            raise LadderlabError(f"sizes: {target:g} gives the same model as another size ({label})")
+        out[label] = model
+    for label, shape in cfg.shapes.items():
+        if len(shape) != 4:
+            raise LadderlabError(f"shapes.{label}={shape}: expected (d_model, n_layers, n_heads, d_ff)")
+        d, layers, heads, ff = shape
+        model = ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=ff, qk_norm=cfg.qk_norm)
+        check_model(model)
+        out[label] = model
+    if not out:
+        raise LadderlabError("a ladder needs at least one entry in sizes or shapes")
+    return dict(sorted(out.items(), key=lambda kv: param_counts(kv[1])["non_embedding"]))
+
+
+def mixtures(cfg: LadderConfig) -> dict[str, dict[str, float]]:
+    """The named mixtures, then `design` proposed ones (`mix1`, `mix2`, ...) over `design_domains`."""
+    out = dict(cfg.mixtures)
+    if not out and not cfg.design:
+        raise LadderlabError("mixtures: a ladder needs at least one mixture (e.g. {'equal': {}})")
+    if cfg.design:
+        if len(cfg.design_domains) < 2:
+            raise LadderlabError(f"design={cfg.design} needs design_domains (at least two corpus domains)")
+        from ladderlab.scaling.mixing.design import propose_mixtures
+
+        shares = propose_mixtures(cfg.design_domains, cfg.design, cfg.design_method, seed=0)
+        for i in range(cfg.design):
+            out[f"mix{i + 1}"] = {d: round(float(v[i]), 6) for d, v in shares.items() if v[i] > 0}
+    return out
+
+
+def hyperparameters(cfg: LadderConfig, n: float) -> tuple[int, float, float]:
+    """(batch sequences, peak LR, warm-up tokens) of a model with n non-embedding parameters."""
+    scale = n / cfg.n_ref
+    batch = cfg.batch_size or max(cfg.batch_multiple,
+                                  cfg.batch_multiple * round(cfg.batch_tokens_ref * scale ** (2 / 3) / cfg.data.seq_len / cfg.batch_multiple))
+    lr = cfg.lr or min(cfg.lr_max, cfg.lr_ref * scale ** (-1 / 3))
+    return batch, lr, cfg.warmup_tokens_per_param * n
+
+
+def plan(cfg: LadderConfig) -> list[PlannedRun]:
+    """Every run of the ladder, ordered by size, multiple, mixture and seed, each followed by its variants."""
+    if not cfg.multiples or min(cfg.multiples) <= 0 or cfg.tokens_per_param <= 0:
+        raise LadderlabError(f"multiples={cfg.multiples}, tokens_per_param={cfg.tokens_per_param}: must be positive")
+    if cfg.data.seq_len <= 0 or cfg.evals_per_run < 1 or not cfg.seeds:
+        raise LadderlabError(f"seq_len={cfg.data.seq_len}, evals_per_run={cfg.evals_per_run}, seeds={cfg.seeds}: "
+                             "need seq_len, evals_per_run >= 1 and a seed")
+    sizes, mixes = models(cfg), mixtures(cfg)
+    first_size, first_multiple, main = next(iter(sizes)), min(cfg.multiples), next(iter(mixes))
+    runs = []
+    for label, model in sizes.items():
+        n = param_counts(model)["non_embedding"]
+        batch, lr, warmup_tokens = hyperparameters(cfg, n)
+        per_step = batch * cfg.data.seq_len
+        for multiple in sorted(cfg.multiples):
+            steps = max(1, round(multiple * cfg.tokens_per_param * n / per_step))
+            warmup = cfg.warmup_steps if cfg.warmup_steps >= 0 else min(steps, max(1, round(warmup_tokens / per_step)))
+            for name, weights in mixes.items():
+                if cfg.mixture_grid == "smallest" and name != main and (label, multiple) != (first_size, first_multiple):
+                    continue
+                for seed in cfg.seeds:
+                    tokens = steps * per_step
+                    est = cfg.overhead_s + steps * cfg.step_s + \
+                        tokens * flops_per_token(model, cfg.data.seq_len)["detailed"] / cfg.flops_per_s
+                    run_id = f"{label}-{multiple:g}xC-{name}-s{seed}"
+                    run = PlannedRun(run_id, label, float(multiple), name, weights, seed, model, n, steps, batch,
+                                     lr, min(warmup, steps), tokens, 6.0 * n * tokens, est)
+                    runs += [run, *(grown(cfg, run, entry) for entry in cfg.growth), *continued(cfg, run, mixes)]
+    return runs
+
+
+def estimate_s(runs: Sequence[PlannedRun]) -> float:
+    """Estimated training time of planned runs on this machine (s): the one time estimate that `ladder plan` and the
+    demo print (configs and help texts point here rather than carry their own numbers)."""
+    return sum(r.est_s for r in runs)
+
+
+def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
+    """`run` grown by `entry` ("<operator>:<dim>"): the small model trains the first `growth_fraction` of the
+    steps, the grown model the rest (G_learn's map training counted in its FLOPs, as `variants.grow` counts it)."""
+    from ladderlab.ladders.variants.grow import GrowConfig
+    from ladderlab.model.growth.operators import parse_operator, small_model
+
+    operator, dim = parse_operator(entry, "growth")
+    small_steps = round(cfg.growth_fraction * run.steps)
+    if not 0 < small_steps < run.steps:
+        raise LadderlabError(f"growth_fraction={cfg.growth_fraction}: gives {small_steps} of {run.run}'s "
+                             f"{run.steps} steps to the small model; need at least one step in each phase")
+    small = small_model(run.model, cfg.growth_factor, dim)
+    n_small, per_step = param_counts(small)["non_embedding"], run.batch_size * cfg.data.seq_len
+    before = 6.0 * n_small * small_steps * per_step
+    if operator == "learn":
+        before += 6.0 * run.n * GrowConfig().learn_steps * per_step
+    steps = run.steps - small_steps
+    est = cfg.overhead_s + run.steps * cfg.step_s + per_step * (
+        small_steps * flops_per_token(small, cfg.data.seq_len)["detailed"] +
+        steps * flops_per_token(run.model, cfg.data.seq_len)["detailed"]) / cfg.flops_per_s
+    return dataclasses.replace(run, run=f"{run.run}-grow-{operator}-{dim}", steps=steps,
+                               warmup_steps=min(run.warmup_steps, steps), flops=before + 6.0 * run.n * steps * per_step,
+                               est_s=est, operator=entry, growth_steps=small_steps, g=run.n / n_small,
+                               tokens_before=small_steps * per_step, flops_before=before)
+
+
+def continued(cfg: LadderConfig, run: PlannedRun, mixes: dict[str, dict[str, float]]) -> list[PlannedRun]:
+    """The CPT phases of `run`: from its final parameters, `fraction` x its tokens more on each new mixture."""
+    out = []
+    for name, phase in cfg.cpt.items():
+        if set(phase) != {"base", "mixture", "fraction"} or not phase["fraction"] > 0:
+            raise LadderlabError(f"cpt.{name}={phase}: expected {{'base': mixture name, 'mixture': {{domain: weight}}, "
+                                 f"'fraction': tokens as a fraction of the base run's, > 0}}")
+        if phase["base"] not in mixes:
+            raise LadderlabError(f"cpt.{name}: base={phase['base']!r} is not one of the ladder's mixtures")
+        if phase["base"] != run.mixture:
+            continue
+        steps = max(1, round(phase["fraction"] * run.steps))
+        tokens = steps * run.batch_size * cfg.data.seq_len
+        est = cfg.overhead_s + steps * cfg.step_s + \
+            tokens * flops_per_token(run.model, cfg.data.seq_len)["detailed"] / cfg.flops_per_s
+        out.append(dataclasses.replace(run, run=f"{run.run}-cpt-{name}", mixture=name, weights=dict(phase["mixture"]),
+                                       steps=steps, warmup_steps=min(run.warmup_steps, steps), tokens=tokens,
+                                       flops=6.0 * run.n * tokens, est_s=est, base_run=run.run,
+                                       tokens_before=run.tokens, flops_before=run.flops))
+    return out
+
+
+def train_config(cfg: LadderConfig, run: PlannedRun, out: str | Path) -> TrainConfig:
+    """The TrainConfig of one planned run, writing to `out`/runs/<run id>."""
+    data = dataclasses.replace(cfg.data, mixture=dict(run.weights), seed=run.seed, train_tokens=run.tokens)
+    every = max(1, run.steps // cfg.evals_per_run)
+    return TrainConfig(model=run.model, data=data, run_dir=str(Path(out) / "runs" / run.run), seed=run.seed,
+                       mesh=cfg.mesh, batch_size=run.batch_size, steps=run.steps, lr=run.lr,
+                       weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_steps=run.warmup_steps,
+                       min_lr_ratio=cfg.min_lr_ratio, eval_every=every, eval_batch_size=8, log_every=max(1, run.steps // 25),
+                       checkpoint_every=every, keep_last=1, progress=cfg.progress)

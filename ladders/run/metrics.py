@@ -1,0 +1,126 @@
+"""Where a run's numbers go: `metrics.jsonl` and TensorBoard events in the run folder, and a progress bar.
+
+Only process 0 writes. Each JSONL line is {"step": S, "split": "train" | "eval", ...}; TensorBoard tags are
+`<split>/<name>`. Train lines carry `tokens` (tokens trained on so far: step x batch x seq_len), `step_tokens` (per
+step), `loss_tokens` (targets the step's loss counted) and `tok_s`. A run resumed from step S first drops (atomically)
+the lines and event records of steps after S, so each step appears once; a fresh start drops them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+from google.protobuf.message import DecodeError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from tensorboardX import FileWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
+
+
+
+class RunLog:
+    """JSONL + TensorBoard + progress bar (tokens/s, loss, ETA) for steps start..total of step_tokens tokens each."""
+
+    def __init__(self, run_dir: str | Path, start: int, total: int, step_tokens: int, progress: bool = True):
+        self.enabled, self.step_tokens = jax.process_index() == 0, step_tokens
+        if self.enabled:
+            drop_after(Path(run_dir), start)
+        self.jsonl = open(Path(run_dir) / "metrics.jsonl", "a") if self.enabled else None
+        self.tb = FileWriter(str(Path(run_dir) / "tensorboard")) if self.enabled else None
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tok_s]:,.0f} tok/s  ETA"),
+                            TimeRemainingColumn(), disable=not (progress and self.enabled))
+        self.task = self.bar.add_task("train", total=total, completed=start, loss=float("nan"), tok_s=0.0)
+        self.bar.start()
+        self.last_time, self.last_step = time.perf_counter(), start
+
+    def train(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Record train metrics of `step` (adds tokens, step_tokens and tok_s since the last call); returns what was
+        written."""
+        now = time.perf_counter()
+        tok_s = self.step_tokens * (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        row = {**metrics, "tokens": step * self.step_tokens, "step_tokens": self.step_tokens, "tok_s": tok_s}
+        self.bar.update(self.task, completed=step, loss=row["loss"], tok_s=tok_s)
+        self._write(step, "train", row)
+        return row
+
+    def eval(self, step: int, metrics: dict[str, float]) -> None:
+        self._write(step, "eval", metrics)
+
+    def _write(self, step: int, split: str, row: dict[str, float]) -> None:
+        if self.enabled:
+            self.jsonl.write(json.dumps({"step": step, "split": split, **row}) + "\n")
+            self.jsonl.flush()
+            self.tb.add_summary(Summary(value=[Summary.Value(tag=f"{split}/{k}", simple_value=float(v))
+                                               for k, v in row.items()]), step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.bar.stop()
+        if self.enabled:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """A metrics.jsonl's rows in order (a line cut short by a kill is skipped; no file: none)."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def last_rows(run_dir: Path) -> dict[str, dict[str, float]]:
+    """{"train": ..., "eval": ...}: the last row of each split in run_dir's metrics.jsonl, as `RunLog` returned it."""
+    return {row["split"]: {k: v for k, v in row.items() if k not in ("step", "split")}
+            for row in read_rows(run_dir / "metrics.jsonl")}
+
+
+def drop_after(run_dir: Path, start: int) -> None:
+    """Rewrite metrics.jsonl and the TensorBoard event files without what was logged after step `start` (all of it
+    when start is 0) and without a line or record cut short; files that lose nothing are left as they are."""
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        text = "".join(json.dumps(row) + "\n" for row in read_rows(path) if start and row["step"] <= start)
+        if text.encode() != path.read_bytes():
+            _replace(path, text.encode())
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data, kept, at = events.read_bytes(), [], 0
+        while at + 12 <= len(data):  # TFRecords: length, its CRC, the Event, its CRC
+            end = at + 16 + struct.unpack_from("<Q", data, at)[0]
+            if end > len(data):
+                break
+            try:
+                step = Event.FromString(data[at + 12:end - 4]).step
+            except DecodeError:
+                break
+            if start and step <= start:
+                kept.append(data[at:end])
+            at = end
+        if not kept:
+            events.unlink()
+        elif sum(map(len, kept)) < len(data):
+            _replace(events, b"".join(kept))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write `data` over the file `path` (keeping its mode) through a temporary file in its folder and an atomic
+    rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, path.stat().st_mode & 0o777)  # mkstemp makes 600
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

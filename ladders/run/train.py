@@ -1,0 +1,186 @@
+"""One run: `Trainer` (mesh, sharded state, compiled steps) and `train`, which drives it through `loop.run_loop`.
+
+The Trainer takes an optional per-step parameter transform (growth's mask ramp); `train` starts from the seed's
+init or `init_from`'s parameters, or resumes the run's own checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.run.checkpoint import Checkpoints, read_params
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.run.loop import run_loop
+from ladderlab.ladders.run.state import abstract_model, abstract_state, init_state, state_shardings
+from ladderlab.ladders.run.step import BATCH_KEYS, jit_eval_step, jit_train_step, lr_table, make_optimizer
+from ladderlab.model.counts import flops_per_token, param_counts
+from ladderlab.model.sharding import batch_sharding, make_mesh
+
+
+MEMORY = ("argument", "output", "temp", "generated_code")  # per-device sizes the compiled step reports
+
+
+class Trainer:
+    """The compiled pieces of a run for one config and mesh (what `loop.run_loop` drives; also `compile_only`).
+
+    `step(state, batch, lr)` takes the step's learning rate, so Trainers whose configs differ only in their
+    schedule (lr, warm-up, steps) share one jitted step and its compilation. transform(params, step) -> the
+    parameters the model computes with at that state step (growth's mask ramp); the optimizer updates the raw ones.
+    """
+
+    def __init__(self, cfg: TrainConfig, devices: list[Any] | None = None,
+                 transform: Callable[[dict, jax.Array], dict] | None = None):
+        self.cfg, self.cfgs, self.transform = cfg, [cfg], transform
+        self.mesh = make_mesh(cfg.mesh, devices)
+        self.optimizer = make_optimizer(cfg)  # AdamW whose rate the step sets from the fed lr
+        self.graphdef, abstract_params = abstract_model(cfg.model)
+        self.shardings = state_shardings(abstract_params, self.optimizer, self.mesh)
+        self.abstract = abstract_state(abstract_params, self.optimizer, self.shardings)
+        self.batch_sharding = batch_sharding(self.mesh, cfg.batch_size)
+        self.lrs = lr_table(cfg)  # schedule checks
+        self.step = jit_train_step(self.graphdef, self.optimizer, cfg, self.shardings, self.batch_sharding, transform)
+        self.eval_step = jit_eval_step(self.graphdef, self.shardings["params"], self.mesh)
+        self._transformed = None if transform is None else jax.jit(
+            transform, in_shardings=(self.shardings["params"], self.shardings["step"]),
+            out_shardings=self.shardings["params"])
+
+    def init(self, params: dict | None = None, opt: Any = None) -> dict:
+        """A state at step 0: the seed's initialisation, or `params` (and `opt`, default a fresh optimizer state),
+        placed in the state's shardings."""
+        if params is None:
+            return init_state(self.cfg.model, self.cfg.seed, self.optimizer, self.shardings)
+        params = jax.device_put(params, self.shardings["params"])
+        if opt is None:
+            opt = jax.jit(self.optimizer.init, out_shardings=self.shardings["opt"])(params)
+        return {"params": params, "opt": jax.device_put(opt, self.shardings["opt"]),
+                "step": jax.device_put(jnp.zeros((), jnp.int32), self.shardings["step"])}
+
+    def lr(self, step: int) -> np.float32:
+        """The learning rate fed to step `step` (from 1)."""
+        return self.lrs[step - 1]
+
+    def rows(self, metrics: dict) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in metrics.items()}]
+
+    def evaluate(self, state: dict, eval_sets: dict[str, list[dict]],
+                 bytes_per_token: dict[str, float] | None = None) -> list[dict[str, float]]:
+        """[`evaluate`'s figures] of the parameters the model computes with at the state's step."""
+        params = state["params"] if self._transformed is None else self._transformed(state["params"], state["step"])
+        return [{k: float(v) for k, v in evaluate(self.eval_step, params, eval_sets, bytes_per_token).items()}]
+
+    def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """This process's rows -> one global array per key, split over the data x fsdp axes."""
+        rows = self.cfg.batch_size // jax.process_count()
+        for key in BATCH_KEYS:
+            if key not in local or local[key].shape[0] != rows:
+                shape = None if key not in local else local[key].shape
+                raise LadderlabError(f"batch {key!r}: expected {rows} local rows, got {shape}")
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(local[k]))
+                for k in BATCH_KEYS}
+
+    def compile(self) -> dict[str, Any]:
+        """Lower and compile the train step for this mesh without allocating anything; return its cost figures."""
+        seq = self.cfg.data.seq_len
+        batch = {k: jax.ShapeDtypeStruct((self.cfg.batch_size, seq), np.float32 if k == "mask" else np.int32,
+                                         sharding=self.batch_sharding) for k in BATCH_KEYS}
+        with jax.set_mesh(self.mesh):
+            compiled = self.step.lower(self.abstract, batch, jax.ShapeDtypeStruct((), np.float32)).compile()
+        memory, per_device = compiled.memory_analysis(), {}
+        for name in MEMORY if memory is not None else ():
+            size = getattr(memory, f"{name}_size_in_bytes", None)
+            per_device.update({name: size, f"{name}_gib": None if size is None else size / 2**30})
+        return {"mesh": dict(self.mesh.shape), "devices": self.mesh.size, "bytes_per_device": per_device,
+                **_plan(self.cfg)}
+
+
+def train(cfg: TrainConfig, batches: Iterator | None = None,
+          eval_sets: dict[str, list[dict]] | None = None, bytes_per_token: dict[str, float] | None = None,
+          devices: list[Any] | None = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Train (resuming if cfg.run_dir has checkpoints) to cfg.steps; return the last train and eval metrics (a
+    finished run's as logged) with "params" (counts) and "state".
+
+    stop_after: end (with a checkpoint) after this step, as a preemption would; a later call resumes the run.
+    batches: a grain DatasetIterator of this process's rows (default: `data.pipeline.train_batches`);
+    eval_sets: {domain: [batch, ...]} (default: `data.pipeline.eval_batches`), bytes_per_token for bits per byte.
+    """
+    if cfg.distributed:
+        jax.distributed.initialize()
+    trainer = Trainer(cfg, devices)  # mesh, batch and schedule checks
+    if batches is None:
+        batches, eval_sets, bytes_per_token = pipeline_data(cfg)
+    def init() -> dict:  # a fresh run: the seed's init, or init_from's parameters with a fresh optimizer
+        return trainer.init(read_params(cfg.init_from, trainer.abstract["params"]) if cfg.init_from else None)
+
+    state, (result,) = run_loop(trainer, checkpoints_of(cfg), batches, init, eval_sets=eval_sets,
+                                bytes_per_token=bytes_per_token, stop_after=stop_after)
+    return {**result, "state": state}
+
+
+def checkpoints_of(cfg: TrainConfig) -> Checkpoints:
+    """The checkpoint manager of cfg's run (cfg.checkpoint_dir, default run_dir/checkpoints)."""
+    return Checkpoints(cfg.checkpoint_dir or Path(cfg.run_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
+
+
+def pipeline_data(cfg: TrainConfig, evals: bool = True) -> tuple[Iterator, dict[str, list[dict]] | None,
+                                                                 dict[str, float] | None]:
+    """The data pipeline's (train batches of this process, eval sets, bytes per token) for cfg.data (evals=False:
+    the batches only, with None for the rest)."""
+    from ladderlab.data import pipeline
+
+    check_vocab(cfg)
+    batches = pipeline.train_batches(cfg.data, cfg.batch_size, process_index=jax.process_index(),
+                                     process_count=jax.process_count())
+    if not evals:
+        return batches, None, None
+    return batches, pipeline.eval_batches(cfg.data, cfg.eval_batch_size), pipeline.eval_bytes_per_token(cfg.data)
+
+
+def evaluate(eval_step: Callable, params: dict, eval_sets: dict[str, list[dict]],
+             bytes_per_token: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per domain: mean loss (nats per token), top-1 next-token accuracy and, given bytes per token, bits per byte.
+    eval_step(params, batch) -> (sum of CE, hits, tokens) (`step.eval_sums`); each figure is a float, or an array
+    over the members when the step is a swarm's."""
+    out = {}
+    for domain, batches in eval_sets.items():
+        ce, hits, tokens = sum(np.asarray(jax.device_get(eval_step(params, {k: b[k] for k in BATCH_KEYS})), np.float64)
+                               for b in batches)
+        out[f"{domain}/loss"] = ce / np.maximum(tokens, 1.0)
+        out[f"{domain}/acc"] = hits / np.maximum(tokens, 1.0)
+        if bytes_per_token and domain in bytes_per_token:
+            out[f"{domain}/bpb"] = ce / math.log(2) / np.maximum(tokens * bytes_per_token[domain], 1e-9)
+    return out
+
+
+def check_vocab(cfg: TrainConfig) -> None:
+    """The model's vocabulary must hold every id of the data's tokenizer."""
+    from ladderlab.data import pipeline
+
+    if pipeline.vocab_size(cfg.data) > cfg.model.vocab_size:
+        raise LadderlabError(f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's "
+                             f"{pipeline.vocab_size(cfg.data)} ids ({cfg.data.tokenizer})")
+
+
+def compile_report(doc: dict[str, Any]) -> str:
+    """`Trainer.compile`'s figures as lines: mesh, parameters, per-device memory in GiB, tokens, FLOPs per token."""
+    lines = [f"mesh {' x '.join(f'{k} {v}' for k, v in doc['mesh'].items())} ({doc['devices']} devices)",
+             f"parameters {doc['params']['total']:,} ({doc['params']['non_embedding']:,} non-embedding)",
+             f"tokens per step {doc['tokens_per_step']:,}, FLOPs per token {doc['flops_per_token']['detailed']:.4g} "
+             f"(6N {doc['flops_per_token']['6N']:.4g})"]
+    memory = doc["bytes_per_device"]
+    lines += [f"per device {name.replace('_', ' ')}: {memory[f'{name}_gib']:,.3f} GiB ({memory[name]:,} bytes)"
+              for name in MEMORY if memory.get(name) is not None]
+    return "\n".join(lines)
+
+
+def _plan(cfg: TrainConfig) -> dict[str, Any]:
+    """Counts for the run's header: parameters, tokens per step and FLOPs per token."""
+    tokens = cfg.batch_size * cfg.data.seq_len
+    return {"params": param_counts(cfg.model), "tokens_per_step": tokens, "total_tokens": tokens * cfg.steps,
+            "flops_per_token": flops_per_token(cfg.model, cfg.data.seq_len)}

@@ -1,0 +1,150 @@
+"""A ladder's results folder: `ladder.json` (config + plan), `runs/<id>/` per run (the trainer's config.gin,
+metrics.jsonl, checkpoints, and `result.json` once finished) and `runs.csv`, the runs table `scaling/` reads.
+
+Every file this module writes is written to a temporary name and renamed, so a killed ladder leaves either the
+old file or the new one. A folder belongs to one ladder config: opening it with another is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ladderlab.config import config_to_dict
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.config import NOT_RESULTS, LadderConfig
+from ladderlab.ladders.plan import PlannedRun
+from ladderlab.ladders.run.metrics import read_rows
+from ladderlab.scaling.tables.runs import TEXT as TEXT_COLUMNS
+from ladderlab.scaling.tables.runs import Runs
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and an atomic rename (mode 644)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 600; results and reports are for sharing
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fingerprint(cfg: LadderConfig) -> dict[str, Any]:
+    """The config fields that decide a ladder's results (the data config's as `data.<field>`)."""
+    doc = config_to_dict(cfg)
+    doc.update({f"data.{k}": v for k, v in doc.pop("data").items()})
+    return {k: v for k, v in doc.items() if k not in NOT_RESULTS}
+
+
+def read_metrics(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """(train rows, eval rows) by step from a metrics.jsonl; a step logged twice (a resumed run) keeps the last,
+    and a line cut short by a kill is skipped."""
+    train, evals = {}, {}
+    for row in read_rows(path):
+        (train if row.get("split") == "train" else evals)[int(row["step"])] = row
+    return train, evals
+
+
+class LadderStore:
+    """The results folder of one ladder."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, cfg: LadderConfig, runs: Sequence[PlannedRun]) -> LadderStore:
+        """Open `root` for `cfg` (creating it), refusing a folder written by a different ladder config."""
+        store = cls(root)
+        doc = {"config": fingerprint(cfg), "name": cfg.name, "plan": [r.row() for r in runs]}
+        if store.meta_path.is_file():
+            new = json.loads(json.dumps(doc["config"]))
+            defaults = json.loads(json.dumps(fingerprint(LadderConfig())))  # fields added since the folder was made
+            old = {**defaults, **store.meta()["config"]}
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if changed:
+                raise LadderlabError(f"{store.root}: results folder of another ladder config (differs in "
+                                     f"{', '.join(changed)}); pick a new --out or restore the config")
+        elif store.root.exists() and any(store.root.iterdir()):
+            raise LadderlabError(f"{store.root}: exists and is not a ladder results folder (no ladder.json)")
+        (store.root / "runs").mkdir(parents=True, exist_ok=True)
+        write_atomic(store.meta_path, json.dumps(doc, indent=1))
+        return store
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "ladder.json"
+
+    def meta(self) -> dict[str, Any]:
+        if not self.meta_path.is_file():
+            raise LadderlabError(f"{self.root}: not a ladder results folder (no ladder.json)")
+        return json.loads(self.meta_path.read_text())
+
+    def run_dir(self, run: str) -> Path:
+        return self.root / "runs" / run
+
+    def result(self, run: str) -> dict[str, Any] | None:
+        """The finished run's result, or None while it is unfinished."""
+        path = self.run_dir(run) / "result.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def metrics_path(self, plan_row: dict[str, Any]) -> Path:
+        """A run's metrics.jsonl (a grown variant's grown phase logs in its `variants.grow` subfolder)."""
+        sub = plan_row["operator"].replace(":", "-") if plan_row.get("operator") else ""
+        return self.run_dir(plan_row["run"]) / sub / "metrics.jsonl"
+
+    def finish(self, plan_row: dict[str, Any], seq_len: int, seconds: float) -> dict[str, Any]:
+        """Turn a trained run's metrics into its runs-table rows and mark it finished. D and flops count what came
+        before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase. Every row has
+        `operator` ("scratch" unless grown), `growth_factor`, `growth_tokens` and `base_run` ("" unless continued).
+        Each eval domain is also a task for `scaling.tasks`: `loss/<domain>` its bits per byte, `acc/<domain>` its
+        top-1 next-token accuracy."""
+        train, evals = read_metrics(self.metrics_path(plan_row))
+        if plan_row["steps"] not in evals:
+            raise LadderlabError(f"{self.metrics_path(plan_row)}: no evaluation at the last step {plan_row['steps']}")
+        per_step, grown = plan_row["batch"] * seq_len, bool(plan_row.get("operator"))
+        extra = {"operator": plan_row["operator"] if grown else "scratch",
+                 "growth_factor": plan_row["g"] if grown else 1, "growth_tokens": plan_row["tokens_before"] if grown else 0,
+                 "base_run": plan_row.get("base_run", "")}
+        rows = []
+        for step in sorted(s for s in evals if s > 0):  # a grown model's eval at step 0 has no train row
+            val = {k[:-5]: v for k, v in evals[step].items() if k.endswith("/loss")}
+            tasks = {f"{key}/{d}": evals[step][f"{d}/{metric}"] for d in sorted(val)
+                     for key, metric in (("loss", "bpb"), ("acc", "acc")) if f"{d}/{metric}" in evals[step]}
+            rows.append({"run": plan_row["run"], "size": plan_row["size"], "mixture": plan_row["mixture"],
+                         "multiple": plan_row["multiple"], "seed": plan_row["seed"], "N": plan_row["N"],
+                         "D": plan_row.get("tokens_before", 0) + step * per_step, "step": step,
+                         "lr": train[step]["lr"] if step in train else float("nan"),
+                         "train_loss": train[step]["loss"] if step in train else float("nan"),
+                         "loss": float(np.mean(list(val.values()))), **{f"val/{d}": v for d, v in sorted(val.items())},
+                         **tasks,
+                         "flops": plan_row.get("flops_before", 0.0) + 6.0 * plan_row["N"] * step * per_step, **extra})
+        curve = [[s, train[s]["loss"]] for s in sorted(train)]
+        doc = {"run": plan_row["run"], "rows": rows, "train_curve": curve, "seconds": seconds}
+        write_atomic(self.run_dir(plan_row["run"]) / "result.json", json.dumps(doc))
+        return doc
+
+    def table(self) -> Runs | None:
+        """The runs table of every finished run, in plan order (None if none has finished)."""
+        rows = [row for r in self.meta()["plan"] for row in (self.result(r["run"]) or {}).get("rows", [])]
+        if not rows:
+            return None
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        cols = {c: np.array([row.get(c, "") for row in rows]) if c in TEXT_COLUMNS else
+                np.array([row.get(c, np.nan) for row in rows], float) for c in names}
+        return Runs(cols, str(self.root / "runs.csv"))
+
+    def write_table(self) -> Runs | None:
+        """Rewrite runs.csv (atomically) from the finished runs."""
+        table = self.table()
+        if table is not None:
+            path = self.root / "runs.csv"
+            tmp = path.with_name(f".runs.csv.{os.getpid()}")
+            table.write_csv(tmp)
+            os.replace(tmp, path)
+        return table

@@ -1,0 +1,207 @@
+"""A fitted mixing model: one mixing law per validation column, chosen by k-fold cross-validation.
+
+`fit_mixing_model` fits every loss column with the requested law ("plain", "log", "implicit") or, with "auto",
+with whichever of plain and log predicts held-out runs better (log needs more runs than its 2M+1 parameters).
+Out-of-fold predictions are kept: they give held-out Spearman and the prediction intervals (robust spread of held-out
+log errors), which are honest for new mixtures, unlike in-sample residuals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from ladderlab.errors import LadderlabError
+from ladderlab.scaling.engine.law import FittedLaw, Law
+from ladderlab.scaling.mixing.law import ImplicitMixingLaw, MixingLaw, fit_mixing
+from ladderlab.scaling.tables.columns import read_json
+
+MODELS = ("auto", "plain", "log", "implicit")
+FOLDS = 5
+
+
+def make_mixing_law(model: str, domains: Sequence[str], latent: int = 3) -> Law:
+    """The law a model name stands for ("plain": the paper's form; "log": with log-share features)."""
+    if model == "plain":
+        return MixingLaw(domains, "linear")
+    if model == "log":
+        return MixingLaw(domains, "log")
+    if model == "implicit":
+        return ImplicitMixingLaw(domains, latent)
+    raise LadderlabError(f"unknown mixing model {model!r} (known: {', '.join(MODELS)})")
+
+
+def model_name(law: Law) -> str:
+    if isinstance(law, ImplicitMixingLaw):
+        return "implicit"
+    return "plain" if law.features == "linear" else "log"
+
+
+@dataclass
+class MixingModel:
+    """Per validation column: the fitted law, out-of-fold predictions and observations, CV scores per model."""
+
+    domains: tuple[str, ...]
+    laws: dict[str, FittedLaw]
+    oof: dict[str, np.ndarray]
+    observed: dict[str, np.ndarray]
+    cv: dict[str, dict[str, dict[str, float]]]
+    id_col: str = "id"
+    warnings: list[str] = field(default_factory=list)
+    share_max: dict[str, float] = field(default_factory=dict)  # largest share of each domain among the fitted runs
+    proportions: dict[str, np.ndarray] = field(default_factory=dict)  # the fitted runs' shares (plots mark them)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.laws)
+
+    def predict(self, r: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Predicted loss of every validation column at the mixtures r (domain -> shares)."""
+        unknown = sorted(set(r) - set(self.domains))
+        if unknown:
+            raise LadderlabError(f"unknown domain(s) {', '.join(unknown)} (the law knows: {', '.join(self.domains)})")
+        x = {d: np.atleast_1d(np.asarray(r.get(d, 0.0), float)) for d in self.domains}
+        x = dict(zip(self.domains, np.broadcast_arrays(*x.values())))
+        return {c: law.law.predict_batch(law.theta[None, :], x)[0] for c, law in self.laws.items()}
+
+    def weights(self, target: str | Mapping[str, float] | None) -> dict[str, float]:
+        """Target as column weights: one column, given weights (explicit aggregation), or all columns equally."""
+        if target is None:
+            return {c: 1.0 / len(self.laws) for c in self.laws}
+        weights = {target: 1.0} if isinstance(target, str) else dict(target)
+        unknown = sorted(set(weights) - set(self.laws))
+        if unknown:
+            raise LadderlabError(f"unknown target column(s) {', '.join(unknown)} (fitted: {', '.join(self.laws)})")
+        return weights
+
+    def predict_target(self, r_NxM: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+        """Weighted predicted loss at N mixtures given as an N x M array in domain order."""
+        x = {d: r_NxM[:, j] for j, d in enumerate(self.domains)}
+        return sum(w * self.laws[c].law.predict_batch(self.laws[c].theta[None, :], x)[0] for c, w in weights.items())
+
+    def interval(self, prediction: np.ndarray, weights: Mapping[str, float], level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Interval from held-out errors e = log(observed / out-of-fold prediction): prediction x exp(median(e) +-
+        z x 1.4826 MAD(e)), a normal interval robust to the wild out-of-fold extrapolation a few runs can get (with a
+        handful of runs, quantiles would be the extremes, and one exploded prediction sends a bound to 0)."""
+        obs = sum(w * self.observed[c] for c, w in weights.items())
+        oof = sum(w * self.oof[c] for c, w in weights.items())
+        err = np.log(obs) - np.log(oof)
+        err = err[np.isfinite(err)]
+        center = np.median(err)
+        half = NormalDist().inv_cdf(1 - (1 - level) / 2) * 1.4826 * np.median(np.abs(err - center))
+        return prediction * np.exp(center - half), prediction * np.exp(center + half)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "mixing-law",
+            "id_col": self.id_col,
+            "domains": list(self.domains),
+            "share_max": self.share_max,
+            "proportions": {d: v.tolist() for d, v in self.proportions.items()},
+            "warnings": self.warnings,
+            "targets": {
+                c: {"model": model_name(f.law), "fit": f.to_json(), "cv": self.cv[c],
+                    "oof": self.oof[c].tolist(), "observed": self.observed[c].tolist()}
+                for c, f in self.laws.items()
+            },
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2))
+
+
+def load_mixing_model(path: str | Path) -> MixingModel:
+    """Rebuild a MixingModel from the JSON that `save` wrote."""
+    return read_json(path, "mixing-law", lambda doc: _model_from_json(path, doc))
+
+
+def _model_from_json(path: str | Path, doc: dict[str, Any]) -> MixingModel:
+    if doc.get("kind") != "mixing-law":
+        raise LadderlabError(f"{path}: not a mixing-law JSON (write one with `ladderlab fit mixing-law --json`)")
+    domains = tuple(doc["domains"])
+    laws, oof, observed, cv = {}, {}, {}, {}
+    for c, t in doc["targets"].items():
+        law = make_mixing_law(t["model"], domains, t["fit"]["spec"].get("latent", 3))
+        laws[c] = FittedLaw.from_json(law, t["fit"])
+        oof[c], observed[c], cv[c] = np.array(t["oof"]), np.array(t["observed"]), t["cv"]
+    proportions = {d: np.array(v, float) for d, v in doc.get("proportions", {}).items()}  # older JSON lacks them
+    return MixingModel(domains, laws, oof, observed, cv, doc["id_col"], list(doc.get("warnings", [])),
+                       doc["share_max"], proportions)
+
+
+def folds_of(n: int, k: int, seed: int) -> np.ndarray:
+    """Fold number of each row: a seeded permutation dealt round-robin into k folds."""
+    return np.random.default_rng(seed).permutation(n) % k
+
+
+def out_of_fold(law: Law, x: dict[str, np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each row predicted by the law fitted without its fold."""
+    pred = np.empty_like(y)
+    for f in np.unique(fold):
+        held = fold == f
+        fitted = fit_mixing(law, {d: v[~held] for d, v in x.items()}, y[~held])
+        pred[held] = fitted.predict(**{d: v[held] for d, v in x.items()})
+    return pred
+
+
+def cv_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Held-out RMSE of log loss and Spearman rank correlation of predicted against observed."""
+    with np.errstate(all="ignore"):
+        rmse = float(np.sqrt(np.mean((np.log(pred) - np.log(y)) ** 2)))
+        rho = float(spearmanr(pred, y)[0]) if len(y) > 2 else float("nan")
+    return {"rmse_log": rmse if np.isfinite(rmse) else float("inf"), "spearman": rho}
+
+
+def fit_mixing_model(
+    proportions: Mapping[str, np.ndarray],
+    losses: Mapping[str, np.ndarray],
+    model: str = "auto",
+    latent: int = 3,
+    folds: int = FOLDS,
+    seed: int = 0,
+    id_col: str = "id",
+) -> MixingModel:
+    """Fit one mixing law per loss column; "auto" picks plain or log per column by held-out RMSE of log loss."""
+    if model not in MODELS:
+        raise LadderlabError(f"unknown mixing model {model!r} (known: {', '.join(MODELS)})")
+    if model == "implicit" and len(losses) != 1:
+        raise LadderlabError(f"the implicit law fits one total-loss column; got {len(losses)} (pick one with --target)")
+    domains = tuple(proportions)
+    x = {d: np.asarray(v, float) for d, v in proportions.items()}
+    n = len(next(iter(x.values())))
+    fold = folds_of(n, min(folds, n), seed)
+    n_train = n - np.bincount(fold).max()
+    candidates = ["plain", "log"] if model == "auto" else [model]
+    out = MixingModel(domains, {}, {}, {}, {}, id_col, share_max={d: float(v.max()) for d, v in x.items()},
+                      proportions=x)
+    for col, y in losses.items():
+        y = np.asarray(y, float)
+        if len(y) != n:
+            raise LadderlabError(f"loss column {col} has {len(y)} rows, the mixtures have {n}")
+        bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
+        if bad.size:
+            raise LadderlabError(f"loss column {col}: value {y[bad[0]]} at row {bad[0]} is not a positive number")
+        laws = {m: make_mixing_law(m, domains, latent) for m in candidates}
+        too_big = [m for m, law in laws.items() if len(law.params) >= n]
+        if too_big and model != "auto":
+            raise LadderlabError(f"{col}: fewer runs ({n}) than parameters of the {model} law ({len(laws[model].params)}); "
+                                 "add runs or use fewer domains")
+        usable = {m: law for m, law in laws.items() if len(law.params) < n_train}
+        scores, oof = {}, {}
+        for m, law in usable.items():
+            oof[m] = out_of_fold(law, x, y, fold)
+            scores[m] = cv_scores(oof[m], y)
+        chosen = min(scores, key=lambda m: scores[m]["rmse_log"]) if scores else candidates[0]
+        fitted = fit_mixing(laws[chosen], x, y)
+        if chosen not in oof:  # too few runs to cross-validate: in-sample errors are all we have
+            oof[chosen] = fitted.predict(**x)
+            out.warnings.append(f"{col}: too few runs ({n}) to cross-validate; intervals use in-sample errors")
+        out.laws[col], out.oof[col], out.observed[col], out.cv[col] = fitted, oof[chosen], y, scores
+    return out
+

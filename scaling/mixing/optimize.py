@@ -1,0 +1,194 @@
+"""Optimal mixtures: minimise a mixing model's predicted loss over the simplex under share limits and token budgets.
+
+`optimize_mixture` optimises a fitted MixingModel; `predict_mixture` fits one to runs first. A domain with U unique
+tokens in a run of D tokens may not be repeated past K epochs (share <= K U / D), and below that cap its repeated
+tokens are priced by the data-constrained law (Muennighoff et al.): the share the mixing law sees is D'/D with
+D' = U + U R* (1 - exp(-(rD/U - 1)/R*)), so a repeated domain is worth less than fresh data of the same share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+
+from ladderlab.errors import LadderlabError
+from ladderlab.scaling.laws.data_constrained import PUBLISHED_R, effective
+from ladderlab.scaling.mixing.model import MixingModel, fit_mixing_model
+from ladderlab.scaling.mixing.table import check_proportions
+
+Loss = Callable[[np.ndarray], np.ndarray]  # N x M shares -> N predicted losses
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-domain share bounds, and optionally unique tokens per domain with the run's tokens and epoch cap."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    unique: np.ndarray | None = None
+    tokens: float | None = None
+    epochs: float = 4.0
+    r_star: float = PUBLISHED_R["R_D*"]
+
+
+def make_limits(
+    domains: Sequence[str],
+    lo: Mapping[str, float] | None = None,
+    hi: Mapping[str, float] | None = None,
+    budget: Mapping[str, float] | None = None,
+    tokens: float | None = None,
+    epochs: float = 4.0,
+) -> Limits:
+    """Limits from per-domain dicts; a budget (unique tokens per domain) needs the run's token count."""
+    for name, given in (("--min", lo), ("--max", hi), ("--budget", budget)):
+        unknown = sorted(set(given or {}) - set(domains))
+        if unknown:
+            raise LadderlabError(f"{name}: unknown domain(s) {', '.join(unknown)} (known: {', '.join(domains)})")
+    lo_m = np.array([float((lo or {}).get(d, 0.0)) for d in domains])
+    hi_m = np.array([float((hi or {}).get(d, 1.0)) for d in domains])
+    unique = None
+    if budget:
+        if not tokens or tokens <= 0:
+            raise LadderlabError("--budget needs the run's token count (--tokens D > 0)")
+        if epochs <= 0:
+            raise LadderlabError(f"--epochs {epochs}: must be > 0")
+        unique = np.array([float(budget.get(d, np.inf)) for d in domains])
+        bad = np.flatnonzero(unique <= 0)
+        if bad.size:
+            raise LadderlabError(f"--budget {domains[bad[0]]}={unique[bad[0]]}: unique tokens must be > 0")
+        hi_m = np.minimum(hi_m, epochs * unique / tokens)
+    for j, d in enumerate(domains):
+        if not 0.0 <= lo_m[j] <= hi_m[j] + 1e-12:
+            raise LadderlabError(f"domain {d}: min share {lo_m[j]:.4g} exceeds its max share {hi_m[j]:.4g}")
+    if lo_m.sum() > 1 + 1e-9 or hi_m.sum() < 1 - 1e-9:
+        raise LadderlabError(f"no feasible mixture: min shares sum to {lo_m.sum():.4g}, max shares to {hi_m.sum():.4g}")
+    return Limits(lo_m, hi_m, unique, tokens, epochs)
+
+
+def effective_shares(r_NxM: np.ndarray, limits: Limits) -> np.ndarray:
+    """Shares the mixing law sees: repeated tokens discounted by the data-constrained law (no budget: r itself)."""
+    if limits.unique is None:
+        return r_NxM
+    seen = r_NxM * limits.tokens
+    with np.errstate(divide="ignore", invalid="ignore"):
+        repeated = effective(limits.unique, np.maximum(seen, limits.unique), limits.r_star) / limits.tokens
+    return np.where(seen <= limits.unique, r_NxM, repeated)
+
+
+def project(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto {sum r = 1, lo <= r <= hi}: r = clip(v - tau, lo, hi), tau by bisection."""
+    a, b = np.min(v - hi) - 1.0, np.max(v - lo) + 1.0
+    for _ in range(100):
+        tau = 0.5 * (a + b)
+        if np.clip(v - tau, lo, hi).sum() > 1.0:
+            a = tau
+        else:
+            b = tau
+    return np.clip(v - 0.5 * (a + b), lo, hi)
+
+
+def optimize_shares(loss: Loss, limits: Limits, seeds: np.ndarray | None = None, n_random: int = 64, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Minimise loss(effective_shares(r)) over the constrained simplex: screen random and given starting mixtures,
+    then refine the 4 best with SLSQP. Returns the shares and the predicted loss."""
+    m = len(limits.lo)
+    rng = np.random.default_rng(seed)
+    raw = [np.full(m, 1.0 / m), *rng.dirichlet(np.full(m, 0.5), n_random)]
+    if seeds is not None:
+        raw.extend(np.atleast_2d(seeds))
+    starts = np.array([project(v, limits.lo, limits.hi) for v in raw])
+
+    def f(r_NxM: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            val = loss(effective_shares(np.clip(r_NxM, limits.lo, limits.hi), limits))
+        return np.where(np.isfinite(val), val, np.inf)
+
+    screened = f(starts)
+    best_r, best_v = starts[np.argmin(screened)], float(np.min(screened))
+    constraint = {"type": "eq", "fun": lambda r: r.sum() - 1.0, "jac": lambda r: np.ones_like(r)}
+    with threadpool_limits(1):
+        for i in np.argsort(screened)[:4]:
+            res = minimize(lambda r: float(f(r[None, :])[0]), starts[i], method="SLSQP",
+                           bounds=list(zip(limits.lo, limits.hi)), constraints=[constraint],
+                           options={"maxiter": 500, "ftol": 1e-12})
+            r = project(res.x, limits.lo, limits.hi)
+            v = float(f(r[None, :])[0])
+            if v < best_v:
+                best_r, best_v = r, v
+    return best_r, best_v
+
+
+@dataclass
+class MixturePrediction:
+    """The optimal shares, the predicted target and per-column losses there, with held-out-error intervals."""
+
+    ratios: dict[str, float]
+    target: dict[str, float]
+    loss: float
+    interval: tuple[float, float]
+    losses: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    model: MixingModel
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ratios": self.ratios, "target": self.target, "loss": self.loss, "interval": list(self.interval),
+                "losses": self.losses, "intervals": {c: list(v) for c, v in self.intervals.items()},
+                "warnings": self.warnings}
+
+
+def optimize_mixture(
+    model: MixingModel,
+    target: str | Mapping[str, float] | None = None,
+    min: Mapping[str, float] | None = None,  # noqa: A002 - the user-facing names of the share limits
+    max: Mapping[str, float] | None = None,  # noqa: A002
+    budget: Mapping[str, float] | None = None,
+    tokens: float | None = None,
+    epochs: float = 4.0,
+    level: float = 0.9,
+    seed: int = 0,
+) -> MixturePrediction:
+    """Minimise the target (one column, column weights, or the mean of all columns) under the given limits.
+
+    A domain's share stays within the largest share seen in the fitted runs unless `max` raises it: beyond the
+    data the law extrapolates, and an optimiser finds any spurious dip there.
+    """
+    weights = model.weights(target)
+    limits = make_limits(model.domains, min, {**model.share_max, **(max or {})}, budget, tokens, epochs)
+    r, value = optimize_shares(lambda r_NxM: model.predict_target(r_NxM, weights), limits, seed=seed)
+    seen = effective_shares(r[None, :], limits)
+    x = dict(zip(model.domains, seen.T))
+    losses = {c: float(v[0]) for c, v in model.predict(x).items()}
+    intervals = {c: tuple(float(b[0]) for b in model.interval(np.array([losses[c]]), {c: 1.0}, level)) for c in losses}
+    lo, hi = model.interval(np.array([value]), weights, level)
+    ratios = dict(zip(model.domains, map(float, r)))
+    warnings = [f"{d}: share {v:.3g} is beyond the largest share seen in the fit ({model.share_max[d]:.3g}); "
+                "the law extrapolates there" for d, v in ratios.items() if v > model.share_max.get(d, 1.0) + 1e-9]
+    return MixturePrediction(ratios, weights, value, (float(lo[0]), float(hi[0])), losses, intervals, model, warnings)
+
+
+def predict_mixture(
+    mixtures: Mapping[str, Any],
+    losses: Mapping[str, Any],
+    *,
+    target: str | Mapping[str, float] | None = None,
+    model: str = "auto",
+    min: Mapping[str, float] | None = None,  # noqa: A002
+    max: Mapping[str, float] | None = None,  # noqa: A002
+    budget: Mapping[str, float] | None = None,
+    tokens: float | None = None,
+    epochs: float = 4.0,
+    level: float = 0.9,
+    seed: int = 0,
+) -> MixturePrediction:
+    """Fit mixing laws to runs (mixtures: domain -> shares per run; losses: column -> loss per run), then optimise.
+
+    Example: predict_mixture({"web": w, "code": c}, {"val_web": l}, target="val_web", max={"code": 0.3})
+    """
+    props = {d: np.asarray(v, float) for d, v in mixtures.items()}
+    check_proportions(props, "mixtures")
+    fitted = fit_mixing_model(props, {c: np.asarray(v, float) for c, v in losses.items()}, model, seed=seed)
+    return optimize_mixture(fitted, target, min, max, budget, tokens, epochs, level, seed)

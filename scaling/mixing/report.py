@@ -1,0 +1,66 @@
+"""Command-line reports for mixing laws, optimal mixtures and critical mixture ratios."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ladderlab.console import fmt, rows_table
+from ladderlab.scaling.mixing.cmr import CMRResult
+from ladderlab.scaling.mixing.model import MixingModel, model_name
+from ladderlab.scaling.mixing.optimize import MixturePrediction
+
+
+def print_mixing(model: MixingModel, title: str, console: Console) -> None:
+    """Per validation column: the chosen law, its in-sample fit and the held-out scores of every candidate."""
+    candidates = [m for m in ("plain", "log", "implicit") if any(m in scores for scores in model.cv.values())]
+    table = Table(title=title, title_justify="left")
+    for col in ["column", "law", "params", "fit RMSE(log)", *(f"CV {m} RMSE / Spearman" for m in candidates)]:
+        table.add_column(col, justify="right")
+    for col, fitted in model.laws.items():
+        cv = [model.cv[col].get(m) for m in candidates]
+        table.add_row(col, model_name(fitted.law), str(len(fitted.law.params)), fmt(fitted.rmse_log),
+                      *("-" if s is None else f"{fmt(s['rmse_log'])} / {s['spearman']:.4f}" for s in cv))
+    console.print(table)
+    for col, fitted in model.laws.items():
+        for w in fitted.warnings:
+            console.print(f"[yellow]warning:[/yellow] {col}: {w}")
+    for w in model.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def print_optimum(pred: MixturePrediction, console: Console, level: float = 0.9) -> None:
+    """The optimal shares (largest first) and the predicted losses there with their intervals."""
+    shares = sorted(pred.ratios.items(), key=lambda kv: -kv[1])
+    console.print(_share_table(shares))
+    table = Table(title=f"predicted losses at the optimum ({int(level * 100)}% interval from held-out errors)", title_justify="left")
+    table.add_column("column")
+    table.add_column("loss", justify="right")
+    for c, v in pred.losses.items():
+        table.add_row(c, f"{fmt(v)} [{fmt(pred.intervals[c][0])}, {fmt(pred.intervals[c][1])}]")
+    console.print(table)
+    target = ", ".join(f"{w:g} x {c}" for c, w in pred.target.items())
+    console.print(f"target {target}: {fmt(pred.loss)} [{fmt(pred.interval[0])}, {fmt(pred.interval[1])}]")
+    for w in pred.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _share_table(shares: list[tuple[str, float]]) -> Table:
+    table = Table(title="optimal mixture", title_justify="left")
+    table.add_column("domain")
+    table.add_column("share", justify="right")
+    for d, v in shares:
+        table.add_row(d, f"{v:.4f}")
+    return table
+
+
+def print_cmr(res: CMRResult, console: Console) -> None:
+    """The CMR with its interval, the losses there, how it scales, and the CMR-vs-tokens curve."""
+    size = "" if res.size is None else f", N = {res.size:.4g}"
+    console.print(f"critical mixture ratio at T = {res.tokens:.4g}{size}, tolerance {res.tolerance:g}: "
+                  f"{res.ratio:.4f} [{res.interval[0]:.4f}, {res.interval[1]:.4f}]")
+    console.print(f"general-loss increase there {fmt(res.general_increase)}"
+                  + ("" if res.domain_loss is None else f", domain loss {fmt(res.domain_loss)}"))
+    scaling = f"CMR ~ T^{res.token_exponent:.3g}"
+    console.print(scaling + ("" if res.size_exponent is None else f" x N^{res.size_exponent:.3g}"))
+    console.print(rows_table(res.curve, "CMR against CPT tokens", ["tokens", "ratio"]))

@@ -1,0 +1,1 @@
+"""Results files in and out: CSV columns and JSON documents, the runs table, the OLMo ladder importer."""

@@ -1,0 +1,98 @@
+"""Growth runs end to end on fake data: small run -> grow -> continue, FLOPs of both phases, the records, and a
+G_random run that starts exactly where its small model ended."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import grain
+import jax
+import numpy as np
+import pytest
+
+from ladderlab.data.config import DataConfig
+from ladderlab.errors import LadderlabError
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.variants.grow import GrowConfig, grown_run
+from ladderlab.ladders.variants.grow_compare import compare, scratch_steps
+from ladderlab.ladders.store import read_metrics
+from ladderlab.model.config import ModelConfig
+from ladderlab.model.counts import param_counts
+
+# norm_eps tiny: G_random keeps the function up to the norms' eps (see test_growth.py)
+MODEL = ModelConfig(vocab_size=64, d_model=32, n_layers=4, n_heads=2, d_ff=64, qk_norm=True, norm_eps=1e-12)
+TRAIN = TrainConfig(model=MODEL, data=DataConfig(seq_len=16), mesh=(1, 1, 1), batch_size=4, steps=4, lr=1e-2,
+                    warmup_steps=1, eval_every=2, progress=False)
+CFG = GrowConfig(train=TRAIN, runs=("scratch", "direct:depth", "random:width"), growth_steps=3, mask_steps=2,
+                 opt_state="grow")
+
+
+def _data(batch_size=4):
+    rng = np.random.default_rng(0)
+    rows = []
+    for start in rng.integers(0, 64, 32):
+        tokens = (start + np.arange(17)) % 64
+        rows.append({"inputs": tokens[:-1].astype(np.int32), "targets": tokens[1:].astype(np.int32),
+                     "segment_ids": np.ones(16, np.int32), "positions": np.arange(16, dtype=np.int32),
+                     "mask": np.ones(16, np.float32)})
+    batches = iter(grain.MapDataset.source(rows).shuffle(seed=0).repeat().batch(batch_size).to_iter_dataset())
+    evals = {"a": [{k: np.stack([r[k] for r in rows[:8]]) for k in rows[0]}]}
+    return batches, evals, None
+
+
+def test_growth_comparison_counts_both_phases_and_records_operator_g_d(tmp_path):
+    doc = compare(CFG, tmp_path, _data, devices=jax.devices()[:1])
+    rows = {r["run"]: r for r in doc["rows"]}
+    assert set(rows) == {"scratch", "direct:depth", "random:width"} and rows["scratch"]["speedup"] == 0.0
+    n_big, n_depth = param_counts(MODEL)["non_embedding"], param_counts(ModelConfig(**{**MODEL.__dict__, "n_layers": 1}))["non_embedding"]
+    with open(tmp_path / "growth_runs.csv") as f:
+        table = list(csv.DictReader(f))
+    stack = [r for r in table if r["run"] == "direct:depth"]
+    assert [int(r["step"]) for r in stack] == [0, 2, 4]
+    for r in stack:  # FLOPs = 6 n_small d + 6 N (tokens after growth), d = 3 steps x 4 x 16 tokens
+        assert (r["operator"], r["dim"], int(r["d"])) == ("direct", "depth", 192)
+        assert float(r["flops"]) == 6 * n_depth * 192 + 6 * n_big * int(r["step"]) * 64
+        assert float(r["g"]) == pytest.approx(n_big / n_depth) and int(r["D"]) == 192 + int(r["step"]) * 64
+    assert scratch_steps(CFG) == 4 + int(np.ceil(3 * max(n_depth, param_counts(ModelConfig(
+        **{**MODEL.__dict__, "d_model": 16, "n_heads": 1, "d_ff": 32}))["non_embedding"]) / n_big))
+    # G_random's masks start at 0: the grown model's first eval equals the small model's last one
+    _, small_evals = read_metrics(tmp_path / "small-width" / "metrics.jsonl")
+    grown = json.loads((tmp_path / "random-width" / "result.json").read_text())
+    assert grown["curve"][0]["loss"] == pytest.approx(small_evals[3]["a/loss"], abs=1e-5)
+    assert all(np.isfinite(r["loss"]) for r in grown["curve"]) and grown["curve"][-1]["loss"] < grown["curve"][0]["loss"]
+    with pytest.raises(LadderlabError, match="holds growth runs of another config"):  # its runs would be reused
+        compare(GrowConfig(**{**CFG.__dict__, "growth_steps": 5}), tmp_path, _data)
+    with pytest.raises(LadderlabError, match="'stacking:depth'"):
+        compare(GrowConfig(train=TRAIN, runs=("scratch", "stacking:depth")), tmp_path / "bad", _data)
+
+
+def _train_rows(run_dir):
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["split"] == "train"]
+
+
+def test_a_grown_run_killed_mid_phase_resumes_bit_exactly(tmp_path):
+    """G_random in width with grown Adam moments and 2 micro-batches: the mask ramp and the grown start survive."""
+    cfg = GrowConfig(**{**CFG.__dict__, "train": dataclasses.replace(TRAIN, grad_accum=2, checkpoint_every=1)})
+    full = grown_run(cfg, "random", "width", tmp_path / "full", _data, devices=jax.devices()[:1])
+    assert grown_run(cfg, "random", "width", tmp_path / "cut", _data, devices=jax.devices()[:1], stop_after=2) == {}
+    assert sorted(p.name for p in (tmp_path / "cut" / "random-width" / "checkpoints").iterdir()) == ["1", "2"]
+    resumed = grown_run(cfg, "random", "width", tmp_path / "cut", _data, devices=jax.devices()[:1])
+    assert resumed["curve"] == full["curve"] and [r["step"] for r in full["curve"]] == [0, 2, 4]
+    cut_rows, full_rows = _train_rows(tmp_path / "cut" / "random-width"), _train_rows(tmp_path / "full" / "random-width")
+    assert [r["step"] for r in cut_rows] == [1, 2, 3, 4]
+    assert [r["loss"] for r in cut_rows] == [r["loss"] for r in full_rows]  # bit-exact on CPU
+
+
+def test_a_grown_run_on_a_2x2x2_mesh_equals_one_device(tmp_path):
+    """G_random in depth (its transform sharded with the parameters), 2 micro-batches on the mesh, none alone."""
+    one = GrowConfig(**{**CFG.__dict__, "train": dataclasses.replace(TRAIN, batch_size=8)})
+    mesh = GrowConfig(**{**CFG.__dict__, "train": dataclasses.replace(TRAIN, batch_size=8, mesh=(2, 2, 2),
+                                                                      grad_accum=2)})
+    alone = grown_run(one, "random", "depth", tmp_path / "one", lambda: _data(8), devices=jax.devices()[:1])
+    sharded = grown_run(mesh, "random", "depth", tmp_path / "mesh", lambda: _data(8))
+    assert [r["step"] for r in sharded["curve"]] == [0, 2, 4]
+    np.testing.assert_allclose([r["loss"] for r in sharded["curve"]], [r["loss"] for r in alone["curve"]], rtol=2e-5)
+    np.testing.assert_allclose([r["loss"] for r in _train_rows(tmp_path / "mesh" / "random-depth")],
+                               [r["loss"] for r in _train_rows(tmp_path / "one" / "random-depth")], rtol=2e-5)
