@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,20 +18,9 @@ from ladderlab.config import config_to_dict
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import NOT_RESULTS, LadderConfig
 from ladderlab.ladders.plan import PlannedRun
-from ladderlab.ladders.run.metrics import read_rows
+from ladderlab.ladders.run.metrics import read_rows, write_atomic
 from ladderlab.scaling.tables.runs import TEXT as TEXT_COLUMNS
 from ladderlab.scaling.tables.runs import Runs
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename (mode 644)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o644)  # mkstemp makes 600; results and reports are for sharing
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def fingerprint(cfg: LadderConfig) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def drop_after(run_dir: Path, start: int) -> None:
     if path.is_file():
         text = "".join(json.dumps(row) + "\n" for row in read_rows(path) if start and row["step"] <= start)
         if text.encode() != path.read_bytes():
-            _replace(path, text.encode())
+            write_atomic(path, text)
     for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
         data, kept, at = events.read_bytes(), [], 0
         while at + 12 <= len(data):  # TFRecords: length, its CRC, the Event, its CRC
@@ -111,16 +111,16 @@ def drop_after(run_dir: Path, start: int) -> None:
         if not kept:
             events.unlink()
         elif sum(map(len, kept)) < len(data):
-            _replace(events, b"".join(kept))
+            write_atomic(events, b"".join(kept))
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write `data` over the file `path` (keeping its mode) through a temporary file in its folder and an atomic
-    rename."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename, so a kill leaves
+    the old file or the new one; a replaced file keeps its mode, a new one is 644 (results are for sharing)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, path.stat().st_mode & 0o777)  # mkstemp makes 600
+    os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes 600
     with os.fdopen(fd, "wb") as f:
-        f.write(data)
+        f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

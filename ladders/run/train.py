@@ -115,6 +115,7 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
     trainer = Trainer(cfg, devices)  # mesh, batch and schedule checks
     if batches is None:
         batches, eval_sets, bytes_per_token = pipeline_data(cfg)
+
     def init() -> dict:  # a fresh run: the seed's init, or init_from's parameters with a fresh optimizer
         return trainer.init(read_params(cfg.init_from, trainer.abstract["params"]) if cfg.init_from else None)
 
