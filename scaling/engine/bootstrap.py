@@ -16,6 +16,8 @@ from ladderlab.scaling.engine.batch_fit import refine_batch
 from ladderlab.scaling.engine.law import Data, FittedLaw, Law, fit_law
 from ladderlab.scaling.engine.parallel import map_jobs
 
+BATCH_ELEMENTS = 1 << 22  # replicates x free parameters x rows in one batched refinement: 32 MB per array
+
 
 def resample_indices(n_rows: int, groups: np.ndarray | None, seed: int, n: int) -> list[np.ndarray]:
     """Row indices of n bootstrap resamples; with groups, whole groups are drawn with replacement."""
@@ -60,8 +62,9 @@ def bootstrap(
     """Attach n bootstrap replicates to `fitted`.
 
     Refits start from its optimum and the law's grid (3 refined by L-BFGS-B, in parallel processes), or with
-    warm=True from its optimum alone, all replicates at once by batched Levenberg-Marquardt (for many replicates
-    of a well-posed fit). Rows in `always` (e.g. an anchor point) join every resample.
+    warm=True from its optimum alone, by batched Levenberg-Marquardt over as many replicates at once as
+    BATCH_ELEMENTS allows (for many replicates of a well-posed fit). Rows in `always` (e.g. an anchor point) join
+    every resample.
     """
     y = np.asarray(y, float)
     x = {k: np.asarray(v, float) for k, v in x.items()}
@@ -102,12 +105,16 @@ def _warm_refits(fitted: FittedLaw, x: Data, y: np.ndarray, indices: list, fixed
         pred = law.predict_batch(full, x)
         return (np.log(pred) if law.residual == "log" else pred) - target
 
-    w_BxN = np.stack([np.bincount(i, minlength=len(y)) for i in indices]).astype(float)
-    start = np.repeat(fitted.theta[None, free], len(indices), axis=0)
-    theta, value, converged = refine_batch(residuals, start, w_BxN, lo[free], hi[free], law.loss, law.delta)
-    if not converged.all():
-        fitted.warnings.append(f"bootstrap: {int((~converged).sum())} of {len(indices)} refits hit the iteration limit")
     boot = np.repeat(fitted.theta[None, :], len(indices), axis=0)
-    boot[:, free] = theta
-    boot[~np.isfinite(value)] = np.nan
+    stuck = 0
+    per_chunk = max(1, BATCH_ELEMENTS // (int(free.sum()) * len(y)))
+    for c in range(0, len(indices), per_chunk):  # replicates are independent: chunks bound the Jacobian's memory
+        w_BxN = np.stack([np.bincount(i, minlength=len(y)) for i in indices[c : c + per_chunk]]).astype(float)
+        start = np.repeat(fitted.theta[None, free], len(w_BxN), axis=0)
+        theta, value, converged = refine_batch(residuals, start, w_BxN, lo[free], hi[free], law.loss, law.delta)
+        boot[c : c + len(w_BxN), free] = theta
+        boot[c : c + len(w_BxN)][~np.isfinite(value)] = np.nan
+        stuck += int((~converged).sum())
+    if stuck:
+        fitted.warnings.append(f"bootstrap: {stuck} of {len(indices)} refits hit the iteration limit")
     return boot

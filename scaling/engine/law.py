@@ -15,9 +15,10 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.engine.minimize import minimize_multistart, residual_objective
+from ladderlab.scaling.engine.minimize import MAX_ELEMENTS, blocked_objective, minimize_multistart, minimize_subsampled
 
 Data = Mapping[str, np.ndarray]
+SCREEN_ROWS = 2048  # larger tables screen and refine the starts on this many rows, then polish on all of them
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class Law:
     delta: ClassVar[float] = 1e-3
 
     def predict_batch(self, theta_SxP: np.ndarray, x: Data) -> np.ndarray:
-        """Predictions for S internal parameter vectors at the N input points: S x N."""
+        """Predictions for S internal parameter vectors at the N input points: S x N; each point's prediction
+        depends on that point's inputs alone (the fitter evaluates blocks of rows)."""
         raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
@@ -114,7 +116,8 @@ class FittedLaw:
     def objective_at(self, theta_P: np.ndarray, x: Data, y: np.ndarray) -> float:
         """The fit's objective (same residuals and loss) at another internal parameter vector."""
         law, arrays = self.law, _inputs(self.law, x)
-        objective = residual_objective(lambda t: law.predict_batch(t, arrays), np.asarray(y, float), law.residual, law.loss, law.delta)
+        y_N = np.asarray(y, float)
+        objective = blocked_objective(law.predict_batch, arrays, y_N, law.residual, law.loss, law.delta)
         return float(objective(np.atleast_2d(theta_P))[0])
 
     def to_json(self) -> dict[str, Any]:
@@ -194,8 +197,15 @@ def fit_law(
     starts: np.ndarray | None = None,
     n_refine: int = 16,
     max_iter: int = 1000,
+    screen_rows: int | None = SCREEN_ROWS,
+    max_elements: int = MAX_ELEMENTS,
 ) -> FittedLaw:
-    """Fit `law` to observations y at inputs x; `fixed` pins public parameters to given values."""
+    """Fit `law` to observations y at inputs x; `fixed` pins public parameters to given values.
+
+    A table of more than `screen_rows` rows (None: no limit) has its starts screened and refined on that many
+    rows drawn at random (seeded), and its best optima polished on every row; no array computation holds more
+    than `max_elements` starts x rows, so memory stays bounded and time grows linearly with the rows.
+    """
     x = _inputs(law, x)
     y_N = np.asarray(y, float)
     fixed = dict(fixed or {})
@@ -211,14 +221,26 @@ def fit_law(
         out[:, free] = theta_SxF
         return out
 
-    objective = residual_objective(lambda t: law.predict_batch(full(t), x), y_N, law.residual, law.loss, law.delta)
+    def predict(theta_SxF: np.ndarray, rows: Data) -> np.ndarray:
+        return law.predict_batch(full(theta_SxF), rows)
+
+    def objective_on(rows: np.ndarray | slice):
+        return blocked_objective(predict, {k: v[rows] for k, v in x.items()}, y_N[rows], law.residual, law.loss,
+                                 law.delta, max_elements)
+
+    objective = objective_on(slice(None))
     if not free.any():  # nothing to fit: evaluate the given law on this data
         fitted = _finish(law, pinned, float(objective(pinned[None, free])[0]), x, y_N, 0)
         fitted.fixed = tuple(law.names)
         return fitted
     lo, hi = law.bounds()
     grid = law.grid() if starts is None else np.atleast_2d(starts)
-    best = minimize_multistart(objective, np.unique(grid[:, free], axis=0), lo[free], hi[free], n_refine, max_iter)
+    candidates = np.unique(grid[:, free], axis=0)
+    if screen_rows is None or len(y_N) <= screen_rows:
+        best = minimize_multistart(objective, candidates, lo[free], hi[free], n_refine, max_iter)
+    else:
+        rows = np.sort(np.random.default_rng(0).choice(len(y_N), screen_rows, replace=False))
+        best = minimize_subsampled(objective, objective_on(rows), candidates, lo[free], hi[free], n_refine, max_iter)
     theta = full(best.theta[None, :])[0]
     fitted = _finish(law, theta, best.value, x, y_N, int(free.sum()))
     fitted.fixed = tuple(p.name for p in law.params if p.name in fixed)

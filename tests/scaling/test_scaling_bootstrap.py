@@ -1,4 +1,4 @@
-"""Bootstrap: seeded resamples, whole-group draws, parallel == serial, and interval coverage."""
+"""Bootstrap: seeded resamples, whole-group draws, parallel == serial, chunked warm refits, interval coverage."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ladderlab.scaling import api
+from ladderlab.scaling.engine import bootstrap as boot_engine
 from ladderlab.scaling.engine.bootstrap import resample_indices
 from ladderlab.scaling.engine.law import fit_law
 from ladderlab.scaling.laws.power import PowerLaw
@@ -95,6 +96,29 @@ def test_bootstrap_respects_fixed_parameters():
     public = np.array([list(fitted.law.to_public(t).values()) for t in fitted.boot_BxP])
     np.testing.assert_allclose(public[:, 0], 1.8, rtol=1e-14)
     assert np.std(public[:, 1]) > 0
+
+
+def test_warm_bootstrap_in_bounded_chunks_equals_all_at_once(monkeypatch):
+    """Warm replicates are refined in chunks of BATCH_ELEMENTS // (free parameters x rows) replicates (the
+    Jacobian's memory is bounded whatever the table); chunking changes no replicate."""
+    x, y = size_data(n=40, seed=3)
+    whole = api.fit("size", x, y)
+    boot_engine.bootstrap(whole, x, y, n=10, seed=5, warm=True)
+    widths = []
+    real = boot_engine.refine_batch
+
+    def spy(residuals, theta_BxP, w_BxN, *args):
+        widths.append(w_BxN.shape)
+        return real(residuals, theta_BxP, w_BxN, *args)
+
+    monkeypatch.setattr(boot_engine, "refine_batch", spy)
+    monkeypatch.setattr(boot_engine, "BATCH_ELEMENTS", 3 * 3 * 40)  # 3 replicates x 3 parameters x 40 rows
+    chunked = api.fit("size", x, y)
+    boot_engine.bootstrap(chunked, x, y, n=10, seed=5, warm=True)
+    assert widths == [(3, 40), (3, 40), (3, 40), (1, 40)]
+    np.testing.assert_allclose(chunked.boot_BxP, whole.boot_BxP, rtol=1e-12)
+    assert np.isfinite(whole.boot_BxP).all() and np.std(whole.boot_BxP[:, 2]) > 0
+    assert chunked.warnings == whole.warnings == []
 
 
 def test_bootstrap_parallel_equals_serial():
