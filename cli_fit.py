@@ -49,10 +49,12 @@ def add_parsers(sub: Any) -> tuple[Any, Any]:
         p.add_argument("--at", type=size_arg, action="append", default=[], help=f"predict at this {var} (repeatable)")
 
     what = add_group(sub, "predict", "predict from a fitted law", "what")
-    p = what.add_parser("loss", help="the law's prediction (with interval) at given inputs")
+    p = what.add_parser("loss", help="the law's prediction (with bootstrap and calibrated intervals and a verdict)")
     p.add_argument("--law", required=True, metavar="JSON", help="a law written by `ladderlab fit ... --json`")
     p.add_argument("--at", type=point_arg, action="append", required=True, metavar="N=7e9,D=1.4e12",
-                   help="the law's inputs to predict at (repeatable); counts may be size labels, N=7B,D=1.4T")
+                   help="the law's inputs to predict at (repeatable); counts may be size labels, N=7B,D=1.4T. "
+                        f"A point past k = {_k():.3g}x the largest fitted N or D is flagged not predictable "
+                        "(k: the farthest ratio `ladderlab backtest` covers)")
     p.add_argument("--json", metavar="OUT", help="write the predictions as JSON")
     p = what.add_parser("tasks", help="benchmark accuracy of a target model from a ladder's runs (two-step task laws)")
     p.add_argument("--runs", "--csv", dest="runs", required=True, metavar="RUNS",
@@ -65,6 +67,11 @@ def add_parsers(sub: Any) -> tuple[Any, Any]:
     p.add_argument("--mixture", help="--format table: only runs of this mixture (a ladder's main one, e.g. equal)")
     p.add_argument("--last", type=int, default=5, help="step 1: mean of each run's last LAST checkpoints")
     p.add_argument("--window", type=int, default=5, help="step 2: trailing mean over WINDOW checkpoints")
+    p.add_argument("--method", choices=("default", "loss-to-loss", "paper", "auto"), default="default",
+                   help="step 1: loss-to-loss (general loss law mapped to task loss), paper (task loss law), auto "
+                        "(per task by backtest), default (loss-to-loss where the runs log --general, else paper)")
+    p.add_argument("--general", default="val/pile", metavar="COLUMN",
+                   help="the general validation loss column that loss-to-loss maps from")
     p.add_argument("--target", action="append", required=True, metavar="NAME:N:D",
                    help="model to predict; N a number, a size in the N table or a label like 7B, D tokens or KxC "
                         "(repeatable), e.g. 3B-5xC:3B:5xC")
@@ -78,6 +85,13 @@ def add_parsers(sub: Any) -> tuple[Any, Any]:
     p.add_argument("--json", metavar="OUT", help="{target: {task: {loss, acc, acc_lo, acc_hi, ...}}}")
     p.add_argument("--plot", metavar="DIR", help="write the step-1 and step-2 fits of each task as DIR/<task>.png")
     return laws, what
+
+
+def _k() -> float:
+    """The backtests' k, for --help."""
+    from ladderlab.scaling.backtest.calibration import bundled_calibration
+
+    return bundled_calibration().k
 
 
 def _load_table(args: argparse.Namespace, columns: Sequence[str]) -> dict[str, Any]:
@@ -97,6 +111,14 @@ def _fit(args: argparse.Namespace, law: str, x: dict[str, Any], y: Any, **kwargs
     from ladderlab.scaling.api import fit
 
     return fit(law, x, y, bootstrap=args.bootstrap, seed=args.seed, workers=args.workers, **kwargs)
+
+
+def _fit_info(fitted: Any, method: str | None, x: dict[str, Any], y: Any) -> dict[str, Any]:
+    """The fit range and the fit's own scale (refit without the largest N; METHOD None: no scale)."""
+    from ladderlab.scaling import report
+    from ladderlab.scaling.backtest.harness import self_check_scale
+
+    return report.fit_info(x, None if method is None else self_check_scale(method, x, y, fitted))
 
 
 def _write_fit(args: argparse.Namespace, fitted: Any, x: dict[str, Any], y: Any, extra: dict[str, Any]) -> None:
@@ -120,9 +142,15 @@ def fit_chinchilla(args: argparse.Namespace) -> None:
     x, y = {"N": n, "D": d}, cols[args.loss]
     fitted = _fit(args, "chinchilla", x, y)
     report.print_fit(fitted, f"Chinchilla law fitted to {args.csv}", console)
-    rows = report.compute_optimal_rows(fitted, args.budgets)
-    console.print(rows_table(rows, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
-    _write_fit(args, fitted, x, y, {"compute_optimal": rows})
+    info = _fit_info(fitted, "chinchilla", x, y)
+    rows = report.compute_optimal_rows(fitted, args.budgets, info)
+    columns = ["flops", "N", "D", "tokens_per_param", "loss", "gain_vs_20tpp_pct",
+               *(["significant"] if fitted.boot_BxP is not None else []), "verdict"]
+    console.print(rows_table(rows, "compute-optimal allocation", columns))
+    warnings = report.compute_optimal_warnings(rows)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    _write_fit(args, fitted, x, y, {"compute_optimal": rows, "compute_optimal_warnings": warnings, "backtest": info})
 
 
 def fit_data_constrained(args: argparse.Namespace) -> None:
@@ -145,7 +173,8 @@ def fit_data_constrained(args: argparse.Namespace) -> None:
     fitted = _fit(args, "data-constrained", x, y, fixed=base.params)
     fitted.warnings.extend(f"base fit: {w}" for w in base.warnings)
     report.print_fit(fitted, f"data-constrained law fitted to {args.csv} (base held fixed)", console)
-    _write_fit(args, fitted, x, y, {})
+    # the scale refits the base too, so a given --base-law has none
+    _write_fit(args, fitted, x, y, {"backtest": _fit_info(fitted, None if args.base_law else "data-constrained", x, y)})
 
 
 def fit_one_d(args: argparse.Namespace) -> None:
@@ -159,10 +188,10 @@ def fit_one_d(args: argparse.Namespace) -> None:
     x, y = {var: cols[getattr(args, flag)]}, cols[args.loss]
     fitted = _fit(args, args.law, x, y)
     report.print_fit(fitted, f"{args.law} law fitted to {args.csv}", console)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"backtest": report.fit_info(x, None)}
     if args.at:
-        rows = report.predictions_rows(fitted, [{var: v} for v in args.at])
-        console.print(rows_table(rows, "predictions", [var, "prediction"]))
+        rows = report.predictions_rows(fitted, [{var: v} for v in args.at], extra["backtest"])
+        console.print(rows_table(rows, "predictions", [var, "prediction", "past_fitted", "verdict"]))
         extra["predictions"] = rows
     _write_fit(args, fitted, x, y, extra)
 
@@ -172,14 +201,22 @@ def predict_loss(args: argparse.Namespace) -> None:
     from ladderlab.console import make_console, rows_table
     from ladderlab.scaling import report
     from ladderlab.scaling.api import load_fitted
+    from ladderlab.scaling.tables.columns import read_json
 
     fitted = load_fitted(args.law)
+    info = read_json(args.law, "ladderlab law", lambda doc: doc.get("backtest"))
     for point in args.at:
         unknown = set(point) - set(fitted.law.inputs)
         if unknown or len(point) != len(fitted.law.inputs):
             raise LadderlabError(f"--at {point}: the {fitted.law.name} law takes {', '.join(fitted.law.inputs)}")
-    rows = report.predictions_rows(fitted, args.at)
-    make_console().print(rows_table(rows, f"{fitted.law.name} predictions", [*fitted.law.inputs, "prediction"]))
+    rows = report.predictions_rows(fitted, args.at, info)
+    console = make_console()
+    extra = ["past_fitted", "calibrated_lo", "calibrated_hi", "verdict"] if info else []
+    console.print(rows_table(rows, f"{fitted.law.name} predictions", [*fitted.law.inputs, "prediction",
+                                                                      *[c for c in extra if c in rows[0]]]))
+    if info is None:
+        console.print(f"[yellow]warning:[/yellow] {args.law} has no fit range (written before backtests): no "
+                      "calibrated interval or verdict; refit to get them")
     write_json(args.json, {"law": fitted.law.name, "predictions": rows})
 
 
@@ -209,7 +246,7 @@ def predict_tasks(args: argparse.Namespace) -> None:
         runs.require_task(t)
     console = make_console()
     laws = tasks.fit(runs, names, args.bootstrap, args.seed, args.max_width, args.workers, last=args.last,
-                     window=args.window)
+                     window=args.window, method=args.method, general=args.general)
     for table in task_report.laws_tables(laws):
         console.print(table)
     for task, law in laws.laws.items():

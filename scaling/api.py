@@ -1,9 +1,9 @@
-"""Fit any law with optional bootstrap, and rebuild a fitted law from its JSON."""
+"""Fit any law with optional bootstrap, judge its predictions against the backtests, and rebuild it from JSON."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -54,6 +54,18 @@ def fit(
     if bootstrap > 0:
         _bootstrap(fitted, x, y, n=bootstrap, seed=seed, groups=groups, fixed=fixed, workers=workers)
     return fitted
+
+
+def judge(fitted: FittedLaw, x: Data, y: np.ndarray, points: Sequence[Mapping[str, float]]) -> list[dict[str, Any]]:
+    """Each point's prediction with its bootstrap interval (if any), ratio past the fitted runs x, calibrated 90%
+    interval (chinchilla and data-constrained laws on at least 3 sizes) and verdict."""
+    from ladderlab.scaling import report
+    from ladderlab.scaling.backtest.harness import self_check_scale
+
+    method = fitted.law.name if fitted.law.name in ("chinchilla", "data-constrained") else None
+    scale = None if method is None else self_check_scale(method, {k: np.asarray(v, float) for k, v in x.items()},
+                                                         np.asarray(y, float), fitted)
+    return report.predictions_rows(fitted, [dict(p) for p in points], report.fit_info(dict(x), scale))
 
 
 def load_fitted(path: str | Path) -> FittedLaw:

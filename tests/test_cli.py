@@ -234,3 +234,34 @@ def test_task_targets_take_size_labels():
 
     assert parse_target("big:7B:4T", {}) == Target("big", 7e9, 4e12)
     assert parse_target("olmo:7B:2xC", OLMO_N) == Target("olmo", 6_887_575_552, 2 * 20 * 6_887_575_552)  # the N table's
+
+
+def test_predict_loss_judges_each_point_and_flags_far_extrapolation(tmp_path, capsys):
+    law = tmp_path / "law.json"
+    code, stdout, _ = run(capsys, "fit", "chinchilla", "--csv", str(chinchilla_csv(tmp_path / "r.csv", 0.003)),
+                          "--n", "params", "--d", "tokens", "--loss", "loss", "--bootstrap", "0", "--json", str(law))
+    assert code == 0 and "verdict" in stdout
+    info = json.loads(law.read_text())["backtest"]
+    assert info["fit_max"]["N"] == pytest.approx(3e9) and info["scale"] > 0
+    pred = tmp_path / "pred.json"
+    code, stdout, _ = run(capsys, "predict", "loss", "--law", str(law), "--at", "N=1e9,D=2e10", "--at", "N=1T,D=20T",
+                          "--json", str(pred))
+    near, far = json.loads(pred.read_text())["predictions"]
+    assert near["past_fitted"] == 1.0 and "past the largest" not in near["verdict"]
+    assert near["calibrated_lo"] < near["prediction"] < near["calibrated_hi"]
+    assert far["past_fitted"] == pytest.approx(1e12 / 3e9, rel=1e-3)
+    assert far["verdict"].startswith("not predictable") and "past the largest fitted N or D" in far["verdict"]
+
+
+def test_backtest_on_a_users_table_writes_mape_and_coverage(tmp_path, capsys):
+    out = tmp_path / "bt.json"
+    code, stdout, _ = run(capsys, "backtest", "--csv", str(chinchilla_csv(tmp_path / "r.csv", 0.003)), "--n", "params",
+                          "--d", "tokens", "--loss", "loss", "--where", "params<4e8", "--sets", "csv", "--bootstrap",
+                          "10", "--workers", "1", "--json", str(out))
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert list(doc) == ["r"] and set(doc["r"]) == {"chinchilla", "chinchilla/calibrated"}
+    assert doc["r"]["chinchilla"]["n_targets"] == 6 and doc["r"]["chinchilla"]["mape"] < 1.0
+    assert doc["r"]["chinchilla/calibrated"]["coverage_90"] == 1.0
+    code, _, err = run(capsys, "backtest", "--sets", "nope")
+    assert code == 2 and "unknown set(s) nope" in err

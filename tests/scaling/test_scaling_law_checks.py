@@ -264,3 +264,13 @@ def test_read_columns_ragged_row_and_empty_tables(tmp_path):
         read_columns(_write(tmp_path, "N,loss\n", "header_only.csv"), ["N"])
     with pytest.raises(LadderlabError, match="empty file"):
         read_columns(_write(tmp_path, "", "empty.csv"), ["N"])
+
+
+def test_judge_gives_each_prediction_its_distance_and_verdict():
+    x, y = size_data(sigma=0.01)
+    fitted = api.fit("size", x, y)
+    near, far = api.judge(fitted, x, y, [{"N": 5e8}, {"N": 1e11}])
+    assert near["past_fitted"] == 1.0 and far["past_fitted"] == pytest.approx(100.0)
+    assert near["verdict"].startswith("uncertain: no calibrated interval")  # a one-input law has no scale
+    assert far["verdict"].startswith("not predictable: 100x past the largest fitted N or D")
+    assert "calibrated_lo" not in near

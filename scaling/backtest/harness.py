@@ -1,0 +1,159 @@
+"""Fit small, predict large, score: every cut of every set, bootstrap intervals on the reported splits, and the
+before/after table (today's bootstrap intervals against calibrated ones, calibrated without the set scored)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ladderlab.errors import LadderlabError
+from ladderlab.scaling.backtest.calibration import Calibration, Residuals, calibrate, distance
+from ladderlab.scaling.backtest.sets import BacktestSet
+from ladderlab.scaling.engine.bootstrap import bootstrap
+from ladderlab.scaling.engine.law import FittedLaw, fit_law
+from ladderlab.scaling.engine.parallel import map_jobs
+from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.laws.data_constrained import DataConstrained
+
+
+def method_inputs(method: str, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The law's inputs from a table's columns (chinchilla-nonembed: N is the non-embedding count)."""
+    if method == "chinchilla-nonembed":
+        return {"N": x["N_nonembed"], "D": x["D"]}
+    if method == "data-constrained":
+        return {"N": x["N"], "D": x["D"], "U": x["U"]}
+    return {"N": x["N"], "D": x["D"]}
+
+
+def fit_method(method: str, x: Mapping[str, np.ndarray], y: np.ndarray) -> tuple[FittedLaw, dict[str, float] | None]:
+    """Fit a method as `ladderlab fit` does; the data-constrained law holds a Chinchilla base fitted on the
+    single-epoch rows fixed (returned, so a bootstrap keeps it fixed too)."""
+    if method != "data-constrained":
+        return fit_law(Chinchilla(), x, y), None
+    single = x["D"] <= x["U"]
+    base = fit_law(Chinchilla(), {"N": x["N"][single], "D": x["D"][single]}, y[single])
+    fitted = fit_law(DataConstrained(), x, y, fixed=base.params)
+    fitted.warnings.extend(f"base fit: {w}" for w in base.warnings)
+    return fitted, base.params
+
+
+def cuts(sizes: np.ndarray, min_sizes: int) -> list[float]:
+    """The largest fitted size of every backtested cut: each size with at least min_sizes - 1 at or below it (the
+    first cut only gives the next its scale) and a larger one above."""
+    return [float(s) for k, s in enumerate(sizes[:-1]) if k + 2 >= min_sizes and k >= 1]
+
+
+def scale(log_err_largest: np.ndarray, rmse_log: float) -> float:
+    """A fit's scale: RMS log error on its largest size of the same law fitted without that size, at least the
+    fit's in-sample RMSE."""
+    return float(max(np.sqrt(np.mean(np.square(log_err_largest))), rmse_log))
+
+
+def self_check_scale(method: str, x: Mapping[str, np.ndarray], y: np.ndarray, fitted: FittedLaw) -> float | None:
+    """The scale of `fitted` (fitted to x, y by `method`): refit without the largest N and predict it; None with
+    fewer than 3 sizes or when the refit fails."""
+    size = x["N"]
+    sizes = np.unique(size)
+    if len(sizes) < 3:
+        return None
+    below = size < sizes[-1]
+    try:
+        inner, _ = fit_method(method, {k: v[below] for k, v in x.items()}, y[below])
+    except LadderlabError:
+        return None
+    top = {k: v[~below] for k, v in x.items()}
+    return scale(np.log(y[~below] / inner.predict(**top)), fitted.rmse_log)
+
+
+def _backtest_table(job: tuple) -> list[dict[str, Any]]:
+    family, table, method, splits, min_sizes, n_boot, seed, warm = job
+    x_all = method_inputs(method, table.x)
+    size = table.x["N"]
+    rows: list[dict[str, Any]] = []
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # the last cut's target sizes and log errors
+    with threadpool_limits(1):  # many tiny L-BFGS-B steps: BLAS threads only slow them down
+        for cut in cuts(np.unique(size), min_sizes):
+            fit_rows = size <= cut
+            x = {k: v[fit_rows] for k, v in x_all.items()}
+            try:
+                fitted, fixed = fit_method(method, x, table.y[fit_rows])
+            except LadderlabError:
+                previous = None
+                continue  # too few rows below this cut for the law
+            targets = ~fit_rows
+            at = {k: v[targets] for k, v in x_all.items()}
+            pred = fitted.predict(**at)
+            actual = table.y[targets]
+            log_err = np.log(actual / pred)
+            sigma = None if previous is None else scale(previous[1][previous[0] == cut], fitted.rmse_log)
+            previous = (size[targets], log_err)
+            if sigma is None:
+                continue  # no smaller cut to take this fit's scale from
+            reported = [s for s in splits if np.isclose(cut, max(size[size <= s.fit_max_n], default=-1))]
+            if reported and n_boot:
+                bootstrap(fitted, x, table.y[fit_rows], n=n_boot, seed=seed, fixed=fixed, warm=warm)
+            lo, hi = fitted.interval(0.9, **at) if fitted.boot_BxP is not None else (np.full_like(pred, np.nan),) * 2
+            dist = distance({k: float(v.max()) for k, v in x.items()}, at)
+            bound = any("at its bound" in w for w in fitted.warnings)
+            for i, n in enumerate(size[targets]):
+                split = next((s.name for s in reported if s.target_n is None or np.isclose(n, s.target_n)), "")
+                rows.append({"family": family, "table": table.label, "method": method, "cut": cut, "split": split,
+                             "N": float(at["N"][i]), "D": float(at["D"][i]), "dist": float(dist[i]),
+                             "pred": float(pred[i]), "actual": float(actual[i]), "scale": sigma,
+                             "boot_lo": float(lo[i]), "boot_hi": float(hi[i]), "bound": bound})
+    return rows
+
+
+def run_splits(sets: Mapping[str, BacktestSet], n_boot: int = 200, seed: int = 0, warm: bool = True,
+               workers: int | None = None) -> list[dict[str, Any]]:
+    """Every (set, table, method) backtested at every cut, one prediction row per target run."""
+    jobs = [(s.family, t, m, s.splits, s.min_sizes, n_boot, seed, warm)
+            for s in sets.values() for t in s.tables for m in s.methods]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    return [row for rows in map_jobs(_backtest_table, jobs, workers) for row in rows]
+
+
+def residuals(rows: Sequence[dict[str, Any]]) -> Residuals:
+    """The calibration residuals of backtest rows (every cut, every target)."""
+    return Residuals(np.array([r["family"] for r in rows], object), np.array([r["method"] for r in rows], object),
+                     np.array([r["dist"] for r in rows]),
+                     np.array([abs(np.log(r["actual"] / r["pred"])) for r in rows]), np.array([r["scale"] for r in rows]))
+
+
+def score(rows: Sequence[dict[str, Any]], calibration_for: Mapping[str, Calibration]) -> dict[str, dict[str, Any]]:
+    """{split: {method: {mape, coverage_90, width_90_pct, n_targets}}}: `method` with today's bootstrap interval,
+    `method/calibrated` with the calibration that left the split's family out."""
+    out: dict[str, dict[str, Any]] = {}
+    for split in dict.fromkeys(r["split"] for r in rows if r["split"]):
+        for method in dict.fromkeys(r["method"] for r in rows if r["split"] == split):
+            sel = [r for r in rows if r["split"] == split and r["method"] == method]
+            y, pred = np.array([r["actual"] for r in sel]), np.array([r["pred"] for r in sel])
+            lo, hi = np.array([r["boot_lo"] for r in sel]), np.array([r["boot_hi"] for r in sel])
+            cal = calibration_for[sel[0]["family"]]
+            c_lo, c_hi = cal.interval(pred, np.array([r["dist"] for r in sel]), np.array([r["scale"] for r in sel]),
+                                      lo if np.isfinite(lo).all() else None,
+                                      hi if np.isfinite(hi).all() else None)
+            mape = float(np.mean(np.abs(pred / y - 1)) * 100)
+            out.setdefault(split, {})[method] = _metrics(mape, y, lo, hi)
+            out[split][f"{method}/calibrated"] = _metrics(mape, y, c_lo, c_hi)
+    return out
+
+
+def _metrics(mape: float, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
+    has = bool(np.isfinite(lo).all())
+    return {"mape": mape, "coverage_90": float(np.mean((y >= lo) & (y <= hi))) if has else None,
+            "width_90_pct": float(np.mean((hi - lo) / y) * 100) if has else None, "n_targets": int(len(y))}
+
+
+def backtest(sets: Mapping[str, BacktestSet], shipped: Residuals, n_boot: int = 200, seed: int = 0,
+             warm: bool = True, workers: int | None = None) -> tuple[dict[str, Any], Residuals, list[dict[str, Any]]]:
+    """Backtest `sets`; score each against a calibration built from every other family (this run's residuals
+    replacing the shipped ones of the families it ran). Returns the scores, the residual pool and the rows."""
+    rows = run_splits(sets, n_boot, seed, warm, workers)
+    fresh = [r for r in rows if not r["family"].startswith("csv:")]
+    pool = shipped.replacing(residuals(fresh)) if fresh else shipped
+    families = sorted({r["family"] for r in rows})
+    return score(rows, {f: calibrate(pool.without([f])) for f in families}), pool, rows
