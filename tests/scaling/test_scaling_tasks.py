@@ -15,13 +15,16 @@ from ladderlab.scaling.engine.bootstrap import resample_indices
 from ladderlab.scaling.engine.law import fit_law
 from ladderlab.scaling.laws.chinchilla import Chinchilla
 from ladderlab.scaling.tables.olmo import read_olmo_ladder
-from ladderlab.scaling.tables.runs import Runs, read_runs
+from ladderlab.scaling.tables.runs import Runs, read_runs, select_ladder
 from ladderlab.scaling.tasks import laws as tasks
-from ladderlab.scaling.tasks.report import parse_target
+from ladderlab.scaling.tasks.report import Target, parse_target, predictions
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "olmo_ladder"
+OLMO_TASKS = Path(__file__).parent.parent / "fixtures" / "olmo_tasks" / "runs.csv"  # arc_easy, csqa, val/pile
 STEP1 = {"A": 40.0, "B": 90.0, "E": 0.45, "alpha": 0.22, "beta": 0.24}
 STEP2 = {"a": -0.7, "b": 1.0, "k": 10.0, "L0": 0.9}  # Acc(0) = 0.99991: the anchor agrees
+GENERAL = {"A": 30.0, "B": 60.0, "E": 1.6, "alpha": 0.25, "beta": 0.26}  # general loss 2.0-2.9 on the ladder
+BRIDGE = {"E": 0.3, "K": 0.15, "kappa": 1.5}  # task loss 0.6-1.0
 SIZES = {"20M": 2e7, "40M": 4e7, "80M": 8e7, "160M": 1.6e8}
 MULTIPLES = (1, 2, 5, 10)
 
@@ -34,19 +37,25 @@ def accuracy(loss, p=STEP2):
     return p["a"] / (1 + np.exp(-p["k"] * (loss - p["L0"]))) + p["b"]
 
 
-def synthetic_ladder(noise: float = 0.0, seed: int = 0, checkpoints: int = 20) -> Runs:
-    """Checkpoints on the known laws (plus optional noise); the last 5 of a run sit at its final loss, as annealed."""
+def bridged(general, p=BRIDGE):
+    return p["E"] + p["K"] * general ** p["kappa"]
+
+
+def synthetic_ladder(noise: float = 0.0, seed: int = 0, checkpoints: int = 20, bridge: bool = False) -> Runs:
+    """Checkpoints on the known laws (plus optional noise); the last 5 of a run sit at its final loss, as annealed.
+    With bridge=True the task loss is the known bridge of a general loss `val/gen` on its own Chinchilla law."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in ("run", "size", "multiple", "N", "D", "loss/syn", "acc/syn")}
+    cols: dict[str, list] = {k: [] for k in ("run", "size", "multiple", "N", "D", "loss/syn", "acc/syn", "val/gen")}
     for size, n in SIZES.items():
         for k in MULTIPLES:
             d = np.linspace(1 / checkpoints, 1, checkpoints) * 20 * k * n
             at = np.where(np.arange(checkpoints) >= checkpoints - 5, d[-1], d)
-            loss = task_loss(n, at) * np.exp(noise * rng.standard_normal(checkpoints))
+            general = task_loss(n, at, GENERAL)
+            loss = (bridged(general) if bridge else task_loss(n, at)) * np.exp(noise * rng.standard_normal(checkpoints))
             acc = accuracy(loss) + noise * rng.standard_normal(checkpoints)
             for key, v in (("run", [f"{size}-{k}xC"] * checkpoints), ("size", [size] * checkpoints),
                            ("multiple", [k] * checkpoints), ("N", [n] * checkpoints), ("D", d),
-                           ("loss/syn", loss), ("acc/syn", acc)):
+                           ("loss/syn", loss), ("acc/syn", acc), ("val/gen", general)):
                 cols[key].extend(v)
     return Runs({k: np.array(v, object if k in ("run", "size") else float) for k, v in cols.items()}, "synthetic")
 
@@ -98,6 +107,80 @@ def test_not_predictable_when_interval_wider_than_threshold():
     assert not law.predict(4e8, 1.6e10).predictable
     law.max_width = 1.0
     assert law.predict(4e8, 1.6e10).predictable
+
+
+def test_loss_to_loss_recovers_the_general_law_and_the_bridge_and_auto_picks_it():
+    runs = synthetic_ladder(bridge=True)
+    law = tasks.fit_task(runs, "syn", bootstrap=30, seed=0, method="auto", general="val/gen", window=1)
+    for k, v in GENERAL.items():
+        assert law.general.params[k] == pytest.approx(v, rel=2e-3), k
+    for k, v in BRIDGE.items():
+        assert law.bridge.params[k] == pytest.approx(v, rel=2e-3), k
+    n, d = 1e9, 20 * 5 * 1e9
+    p = law.predict(n, d)
+    truth = bridged(task_loss(n, d, GENERAL))
+    assert (p.method, p.loss) == ("loss-to-loss", pytest.approx(truth, rel=1e-4))
+    assert p.loss_lo == pytest.approx(truth, rel=1e-4) and p.loss_hi - p.loss_lo < 1e-3 * truth  # replicates agree
+    assert p.acc == pytest.approx(accuracy(truth), abs=5e-4)
+    # backtest: refitted on 20M-80M, the 160M runs (2x the largest fitted N); the paper's law misfits a bridged loss
+    errors = law.backtest.errors
+    assert law.backtest.distance == 2.0 and errors["loss-to-loss"] < 1e-6 < 1e-5 < errors["paper"]
+    assert p.predictable and p.reasons == ()
+
+
+def test_method_errors_name_the_column_and_the_choices():
+    runs = synthetic_ladder(checkpoints=6)
+    assert tasks.resolve_method(runs, "default") == "paper"
+    assert tasks.resolve_method(runs, "default", "val/gen") == "loss-to-loss"
+    with pytest.raises(LadderlabError, match="method loss-to-loss needs the general loss column 'val/pile'"):
+        tasks.resolve_method(runs, "loss-to-loss")
+    with pytest.raises(LadderlabError, match="task method 'bridge': expected one of loss-to-loss, paper, auto"):
+        tasks.resolve_method(runs, "bridge")
+
+
+def test_olmo_excerpt_golden_loss_to_loss_halves_the_step1_miss_at_3b():
+    """Real runs (fixture excerpt): fitted on 190M-1.3B, the 3.2B-10xC task losses; the bridge beats the paper."""
+    everything = read_runs(OLMO_TASKS)
+    runs = select_ladder(everything, ["190M", "370M", "760M", "1B"], None)
+    laws = tasks.fit(runs, ["arc_easy", "csqa"], bootstrap=5, seed=0, workers=2, method="auto")
+    n, d = 3_169_537_280.0, float(everything["D"][everything.rows_of("3B-10xC")[-1]])
+    golden = {  # task: (paper loss, loss-to-loss loss, actual, backtest errors at 1.3B: loss-to-loss, paper)
+        "arc_easy": (0.64423, 0.61662, 0.60982, 0.00774, 0.01056),
+        "csqa": (0.86579, 0.89792, 0.91536, 0.01173, 0.01444),
+    }
+    for task, (paper, l2l, seen, bt_l2l, bt_paper) in golden.items():
+        law = laws.laws[task]
+        assert law.method == "loss-to-loss"
+        assert tasks.step1_loss("paper", law.step1, None, None, n, d) == pytest.approx(paper, abs=2e-4)
+        assert law.loss_point(n, d) == pytest.approx(l2l, abs=2e-4)
+        assert tasks.actual(everything, "3B-10xC", n, d, task)["loss"] == pytest.approx(seen, abs=1e-5)
+        assert abs(l2l / seen - 1) < abs(paper / seen - 1) / 2
+        assert law.backtest.errors == pytest.approx({"loss-to-loss": bt_l2l, "paper": bt_paper}, abs=1e-4)
+        assert law.backtest.distance == pytest.approx(1279395840 / 758220288)
+    # CSQA's task-loss floor sits at its bound in both methods: never called predictable
+    assert any("parameter E is at its bound" in w for w in laws.laws["csqa"].step1.warnings)
+    assert laws.predict(n, d)["csqa"].reasons == ("step 1 loss-to-loss: parameter E is at its bound 4.54e-05",)
+    assert laws.predict(n, d)["arc_easy"].reasons == ()
+
+
+def test_verdict_flags_backtest_error_and_an_actual_outside_the_interval():
+    runs = synthetic_ladder(noise=0.004, seed=3)
+    laws = tasks.fit(runs, ["syn"], bootstrap=100, seed=0, workers=1)
+    law = laws.laws["syn"]
+    assert law.backtest.distance == 2.0 and 0 < law.backtest_error < 0.01
+    assert law.predict(4e8, 1.6e10).predictable
+    law.max_backtest_error = law.backtest_error / 2
+    (reason,) = law.predict(4e8, 1.6e10).reasons
+    assert reason.startswith(f"backtest {100 * law.backtest_error:.1f} points off at 2.0x the largest fitted N")
+    law.max_backtest_error = 0.05
+    target = Target("160M-10xC", 1.6e8, 20 * 10 * 1.6e8)
+    row_acc = laws.predict(target.N, target.D)["syn"].acc
+    seen = Runs(dict(runs.cols), "seen")
+    for shift, inside in ((0.0, True), (0.05, False)):  # the actual put at the prediction, then 5 points above it
+        seen.cols["acc/syn"] = runs["acc/syn"] - runs["acc/syn"][runs.rows_of("160M-10xC")[-5:]].mean() + row_acc + shift
+        row = predictions(laws, [target], seen, 0.9)["160M-10xC"]["syn"]
+        assert (row["in_interval"], row["predictable"]) == (inside, inside)
+        assert row["reasons"] == ([] if inside else [f"actual {100 * row['actual_acc']:.1f} outside the interval"])
 
 
 def test_batched_refits_match_scipy_per_replicate():
@@ -212,6 +295,8 @@ def test_cli_predict_tasks_mixture_picks_the_main_ladder(tmp_path):
     (["--target", "t:1e9:-5"], "target t: D must be a positive number"),
     (["--target", "t:1e9:1e10", "--tasks", "mmlu"], "task 'mmlu' not in the runs"),
     (["--target", "t:1e9:1e10", "--sizes", "7B"], "size(s) 7B not in the runs"),
+    (["--target", "t:1e9:1e10", "--method", "loss-to-loss", "--general", "val/web", "--workers", "1"],
+     "method loss-to-loss needs the general loss column 'val/web', absent"),
 ])
 def test_cli_predict_tasks_bad_input(tmp_path, capsys, args, message):
     synthetic_ladder(checkpoints=6).write_csv(tmp_path / "runs.csv")
