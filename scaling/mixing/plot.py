@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ladderlab.scaling.mixing.cmr import CMRResult, increase_of
+from ladderlab.scaling.mixing.cmr import CMRResult, change_of
 from ladderlab.scaling.mixing.model import MixingModel
 from ladderlab.scaling.mixing.optimize import MixturePrediction
 from ladderlab.scaling.plot import plt, save
@@ -99,14 +99,14 @@ def _fitted_runs(model: MixingModel, weights: dict[str, float]) -> tuple[np.ndar
 
 
 def plot_cmr(res: CMRResult, path: str | Path) -> None:
-    """Left: predicted general-loss increase against ratio at the target run; right: CMR against tokens."""
+    """Left: predicted general-loss change against ratio at the target run; right: CMR against tokens."""
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(11, 4.5))
     r = np.linspace(0, 1, 200)
     size = res.size if res.size is not None else 1e9
-    ax.plot(r, increase_of(res.general.params, r, res.tokens, size), label=f"T = {res.tokens:.3g}")
+    ax.plot(r, change_of(res.general.law, res.general.theta, r, res.tokens, size)[0], label=f"T = {res.tokens:.3g}")
     ax.axhline(res.tolerance, color="k", ls=":", label="tolerance")
     ax.axvline(res.ratio, color="C3", label=f"CMR = {res.ratio:.3f}")
-    ax.set(xlabel="domain ratio", ylabel="general-loss increase", title="trade-off at the target run")
+    ax.set(xlabel="domain ratio", ylabel="general-loss change", title="trade-off at the target run")
     ax.legend()
     t = np.array([row["tokens"] for row in res.curve])
     ax_t.plot(t, [row["ratio"] for row in res.curve], "o-")

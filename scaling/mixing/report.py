@@ -55,12 +55,15 @@ def _share_table(shares: list[tuple[str, float]]) -> Table:
 
 
 def print_cmr(res: CMRResult, console: Console) -> None:
-    """The CMR with its interval, the losses there, how it scales, and the CMR-vs-tokens curve."""
+    """The CMR with its interval, the losses there, the forms chosen (held-out errors) and the CMR-vs-tokens curve."""
     size = "" if res.size is None else f", N = {res.size:.4g}"
     console.print(f"critical mixture ratio at T = {res.tokens:.4g}{size}, tolerance {res.tolerance:g}: "
                   f"{res.ratio:.4f} [{res.interval[0]:.4f}, {res.interval[1]:.4f}]")
-    console.print(f"general-loss increase there {fmt(res.general_increase)}"
+    console.print(f"general-loss change there {fmt(res.general_increase)}"
                   + ("" if res.domain_loss is None else f", domain loss {fmt(res.domain_loss)}"))
-    scaling = f"CMR ~ T^{res.token_exponent:.3g}"
-    console.print(scaling + ("" if res.size_exponent is None else f" x N^{res.size_exponent:.3g}"))
+    errors = ", ".join(f"{f} {e:.4g}" for f, e in res.held_out.items())
+    console.print(f"general-loss form: {res.form}" + (f" (held-out RMSE over runs: {errors})" if errors else "")
+                  + ("" if res.domain_form is None else f"; domain-loss form: {res.domain_form}"))
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(rows_table(res.curve, "CMR against CPT tokens", ["tokens", "ratio"]))

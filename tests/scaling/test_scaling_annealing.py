@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from ladderlab.scaling import api
 from ladderlab.scaling.engine.law import FittedLaw, fit_law
-from ladderlab.scaling.laws.annealing import Annealing, areas_at, lr_areas, predict_schedule
+from ladderlab.scaling.laws.annealing import (Annealing, areas_at, curve_areas, fit_curves, lr_areas, predict_schedule,
+                                              warmup_length)
+from ladderlab.scaling.laws.schedules import schedule_from_spec
+from ladderlab.scaling.tables.curves import read_curves
 
 TRUTH = dict(L0=2.5, A=0.6, alpha=0.5, C=0.3)
 T, WARMUP, PEAK = 4000, 200, 2e-3
@@ -52,11 +57,25 @@ def test_lr_areas_hand_computed():
     np.testing.assert_array_equal(s2, [0.0, 0.0, 0.5, 0.75, 1.375])
 
 
-def test_lr_areas_warmup_gives_negative_annealing_area():
-    # lr = .5, 1, 1 with lam = .5: drops 0, -.5, 0 -> m = 0, -.5, -.25 -> S2 = 0, -.5, -.75
-    s1, s2 = lr_areas([0.5, 1.0, 1.0], lam=0.5)
-    np.testing.assert_array_equal(s1, [0.5, 1.5, 2.5])
-    np.testing.assert_array_equal(s2, [0.0, -0.5, -0.75])
+def test_lr_areas_warmup_adds_to_s1_but_not_s2():
+    # lr = .5, 1, 1, .5 with lam = .5: the initial rise (steps 1-3, before the first fall) is warm-up: its drop of
+    # -.5 is ignored, so m = 0, 0, 0, .5 and S2 = 0, 0, 0, .5; S1 is the plain cumulative sum.
+    s1, s2 = lr_areas([0.5, 1.0, 1.0, 0.5], lam=0.5)
+    np.testing.assert_array_equal(s1, [0.5, 1.5, 2.5, 3.0])
+    np.testing.assert_array_equal(s2, [0.0, 0.0, 0.0, 0.5])
+    assert warmup_length(np.array([0.5, 1.0, 1.0, 0.5])) == 3 and warmup_length(np.array([1.0, 2.0])) == 2
+    # warmup=0 counts the rise as negative annealing: drops 0, -.5, 0, .5 -> m = 0, -.5, -.25, .375
+    _, s2 = lr_areas([0.5, 1.0, 1.0, 0.5], lam=0.5, warmup=0)
+    np.testing.assert_array_equal(s2, [0.0, -0.5, -0.75, -0.375])
+
+
+def test_lr_areas_rewarm_after_decay_is_negative_annealing():
+    # lr = 1, .5, 1 with lam = .5: warm-up is step 1 only; drops 0, .5, -.5 -> m = 0, .5, -.25 -> S2 = 0, .5, .25
+    _, s2 = lr_areas([1.0, 0.5, 1.0], lam=0.5)
+    np.testing.assert_array_equal(s2, [0.0, 0.5, 0.25])
+    # the WSD test schedule's 200 warm-up steps leave S2 at 0 until its cooldown starts
+    _, s2 = lr_areas(wsd())
+    assert np.all(s2[: int(0.8 * T)] == 0.0) and s2[-1] > 0
 
 
 def test_lr_areas_constant_schedule_has_no_annealing_area():
@@ -105,7 +124,7 @@ def test_synthetic_magnitudes_are_sensible():
     for lr in (cosine(), constant(), wsd()):
         loss = true_loss(lr)
         assert np.all(loss > 0)
-        assert 2.5 < loss[WARMUP:].min() and loss[WARMUP:].max() < 4.0
+        assert 2.0 < loss[WARMUP:].min() and loss[WARMUP:].max() < 4.0
     # The annealing term matters: WSD's cooldown lowers the final loss by > 0.1 below the constant run even
     # though WSD has the smaller forward area, and the difference is C * S2 driven.
     assert true_loss(constant())[-1] - true_loss(wsd())[-1] > 0.1
@@ -166,3 +185,83 @@ def test_small_but_well_determined_annealing_coefficient_is_not_at_bound():
     fitted = fit_law(law, {"S1": s1, "S2": s2}, y)
     assert fitted.params["C"] == pytest.approx(0.005, rel=1e-4)
     assert fitted.warnings == []
+
+
+# --- schedules, curves from a runs table, and the CLI --------------------------------------------------------------
+def test_schedule_specs_match_the_test_schedules():
+    np.testing.assert_allclose(schedule_from_spec(f"wsd:peak={PEAK},steps={T},warmup={WARMUP},decay=0.2"), wsd(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(schedule_from_spec(f"cosine:peak={PEAK},steps=4k,warmup={WARMUP}"), cosine(), rtol=1e-12)
+    np.testing.assert_allclose(schedule_from_spec(f"constant:peak={PEAK},steps={T},warmup={WARMUP}"), constant())
+    sqrt = schedule_from_spec("wsd:peak=1,steps=10,decay=4,shape=sqrt,final=0.1")
+    # cooldown over steps 7-10: fraction done 1/4 .. 1, rate = 0.1 + 0.9 (1 - sqrt(fraction))
+    np.testing.assert_allclose(sqrt, [1] * 6 + [0.1 + 0.9 * (1 - np.sqrt(f)) for f in (0.25, 0.5, 0.75, 1.0)])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("linear:peak=1,steps=5", "unknown kind 'linear'"),
+    ("wsd:peak=1", "missing steps="),
+    ("cosine:peak=1,steps=10,decay=0.2", "bad item 'decay=0.2' \\(cosine takes final, peak, steps, warmup\\)"),
+    ("wsd:peak=1,steps=10,shape=exp", "unknown shape 'exp'"),
+    ("wsd:peak=1,steps=10,warmup=5,decay=8", "decay 8 must give 1..5 cooldown steps"),
+])
+def test_bad_schedule_specs_name_the_problem(spec, message):
+    from ladderlab.errors import LadderlabError
+
+    with pytest.raises(LadderlabError, match=message):
+        schedule_from_spec(spec)
+
+
+def runs_table(path, every=20):
+    """A runs table: a constant and a WSD run of the same model, and a branch continuing the constant run with a
+    linear cooldown (base_run), the loss from TRUTH at step 1 and every EVERY-th step."""
+    rows = ["run,N,D,step,lr,loss,base_run"]
+    branch = np.linspace(PEAK, 0, 801)[1:]  # 800 steps continuing the constant run's 4000
+    for run, lr, base in (("const", constant(), ""), ("wsd", wsd(), ""), ("cool", branch, "const")):
+        full = np.concatenate([constant(), branch]) if base else lr
+        loss = true_loss(full)[-len(lr):]
+        for s in [1, *range(every, len(lr) + 1, every)]:
+            rows.append(f"{run},1e8,{s * 1000},{s},{float(lr[s - 1])!r},{float(loss[s - 1])!r},{base}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_curves_from_runs_join_a_branch_to_its_base_run(tmp_path):
+    curves = {c.run: c for c in read_curves(runs_table(tmp_path / "runs.csv"), "loss")}
+    cool = curves["cool"]
+    assert cool.start == 4000 and cool.steps[1] == 4020 and cool.last == 4800 and cool.tokens_per_step == 1000
+    s1, s2 = curve_areas(cool)
+    r1, r2 = lr_areas(np.concatenate([constant(), np.linspace(PEAK, 0, 801)[1:]]))
+    # logged every 20 steps: piecewise-linear schedules are interpolated exactly
+    np.testing.assert_allclose(s1[cool.steps.astype(int) - 1], r1[cool.steps.astype(int) - 1], rtol=1e-9)
+    np.testing.assert_allclose(s2[cool.steps.astype(int) - 1], r2[cool.steps.astype(int) - 1], rtol=1e-6, atol=1e-12)
+
+
+def test_fit_curves_on_runs_recovers_the_law_and_picks_the_momentum(tmp_path):
+    curves = read_curves(runs_table(tmp_path / "runs.csv"), "loss")
+    fitted = fit_curves(curves, min_step=WARMUP + 1)
+    assert fitted.law.lam == 0.999 and not fitted.law.size
+    for k, v in TRUTH.items():
+        assert fitted.params[k] == pytest.approx(v, rel=1e-3), k
+
+
+def test_cli_fit_annealing_and_predict_curve(tmp_path, capsys):
+    from ladderlab.cli import main
+
+    runs = runs_table(tmp_path / "runs.csv")
+    law = tmp_path / "law.json"
+    assert main(["fit", "annealing", "--runs", str(runs), "--loss", "loss", "--exclude", "^wsd$", "--lam", "0.999",
+                 "--min-step", str(WARMUP + 1), "--bootstrap", "0", "--json", str(law), "--plot",
+                 str(tmp_path / "fit.png")]) == 0
+    assert "LR-annealing law fitted to 2 runs" in capsys.readouterr().out
+    out = tmp_path / "pred.json"
+    spec = f"wsd:peak={PEAK},steps={T},warmup={WARMUP},decay=0.2"
+    assert main(["predict", "curve", "--law", str(law), "--schedule", spec, "--actual", str(runs), "--actual-run",
+                 "wsd", "--json", str(out), "--out", str(tmp_path / "curve.csv"), "--plot",
+                 str(tmp_path / "curve.png")]) == 0
+    row = json.loads(out.read_text())["schedules"][0]
+    assert row["final_loss"] == pytest.approx(true_loss(wsd())[-1], rel=1e-4)  # the held-out WSD run's last loss
+    assert abs(row["final_error_pct"]) < 0.01 and row["mean_abs_error_pct"] < 0.05
+    assert (tmp_path / "curve.png").stat().st_size > 10_000 and (tmp_path / "fit.png").stat().st_size > 10_000
+    assert main(["predict", "curve", "--law", str(law), "--schedule", "wsd:peak=1"]) == 2
+    assert "missing steps=" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""CPT law: recovers known parameters from synthetic PT + CPT curves, predicts held-out runs, reduces to the
+annealing law without distribution shift."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ladderlab.scaling.engine.law import FittedLaw
+from ladderlab.scaling.laws.annealing import Annealing, lr_areas
+from ladderlab.scaling.laws.cpt import CPTLaw, base_loss, cpt_areas, fit_cpt, predict_cpt
+from ladderlab.scaling.laws.schedules import schedule_from_spec
+from ladderlab.scaling.tables.curves import Curve
+
+TRUTH = dict(L0=2.0, A=0.5, alpha=0.5, C1=0.3, C2=0.2, B=0.4, gamma=1.2, E=2.0, beta=0.8)
+PT = schedule_from_spec("wsd:peak=1e-3,steps=3000,warmup=100,decay=500,final=0.1")
+EVERY = 50
+DOMAIN_TRUTH = {**TRUTH, "B": -0.5, "L0": 2.2}  # the CPT domain's loss falls with the shift
+
+
+def cpt_schedule(peak, kind):
+    return schedule_from_spec(f"{kind}:peak={peak},steps=2000,warmup=50{',final=0.1' if kind == 'cosine' else ''}")
+
+
+def law_of(params, cls=CPTLaw):
+    law = cls()
+    return FittedLaw(law, law.to_internal(params), 0.0, 1, 0.0, 0.0)
+
+
+def curve(ratio, peak, kind, truth=TRUTH):
+    """A CPT phase continuing PT, its loss from the true law at every EVERY-th step (PT's own curve at ratio None)."""
+    lr = PT if ratio is None else np.concatenate([PT, cpt_schedule(peak, kind)])
+    start = 0 if ratio is None else len(PT)
+    steps = np.arange(EVERY, len(lr) + 1, EVERY) if ratio is None else np.arange(start + EVERY, len(lr) + 1, EVERY)
+    x = {k: v[steps - 1] for k, v in cpt_areas(lr, start).items()} | {"r": np.full(steps.size, ratio or 0.0)}
+    loss = law_of(truth).predict(**x)
+    return Curve(f"r{ratio}-{peak}-{kind}", 1e8, steps.astype(float), loss, np.arange(1, len(lr) + 1.0), lr,
+                 start, ratio or 0.0)
+
+
+def test_cpt_areas_split_at_the_cpt_start_and_carry_the_momentum():
+    lr = np.array([1.0, 1.0, 0.5, 1.0, 1.0])  # PT: 3 steps (warm-up = steps 1-2), CPT re-warms at step 4
+    a = cpt_areas(lr, 3, lam=0.5)
+    s1, s2 = lr_areas(lr, 0.5, warmup=2)  # drops 0, 0, .5, -.5, 0 -> m = 0, 0, .5, -.25, -.125
+    np.testing.assert_array_equal(a["S1pt"], [1.0, 2.0, 2.5, 2.5, 2.5])
+    np.testing.assert_array_equal(a["S1cpt"], [0.0, 0.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(a["S2pt"], [0.0, 0.0, 0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(a["S2cpt"], [0.0, 0.0, 0.0, -0.25, -0.375])
+    np.testing.assert_array_equal(a["S1pt"] + a["S1cpt"], s1)
+    np.testing.assert_array_equal(a["S2pt"] + a["S2cpt"], s2)
+
+
+def test_no_distribution_shift_is_the_annealing_law():
+    # r = 0 (pure replay) and C1 = C2: the CPT law's curve is the annealing law's along the joined schedule.
+    params = {**TRUTH, "C2": TRUTH["C1"]}
+    lr = np.concatenate([PT, cpt_schedule(5e-4, "cosine")])
+    cpt = predict_cpt(law_of(params), PT, cpt_schedule(5e-4, "cosine"), ratio=0.0)
+    s1, s2 = lr_areas(lr, warmup=100)
+    ann = law_of({"L0": 2.0, "A": 0.5, "alpha": 0.5, "C": 0.3}, Annealing).predict(S1=s1, S2=s2)
+    np.testing.assert_allclose(cpt, ann[len(PT):], rtol=1e-12)
+    # ... and any shift coefficient B is then irrelevant
+    np.testing.assert_allclose(predict_cpt(law_of({**params, "B": 5.0}), PT, cpt_schedule(5e-4, "cosine"), 0.0), cpt,
+                               rtol=1e-12)
+
+
+def test_cpt_law_recovers_parameters_and_predicts_held_out_ratio_lr_and_schedule():
+    runs = [curve(None, 0, "")] + [curve(r, p, k) for r in (0.25, 0.75, 1.0) for p, k in
+                                   ((1e-3, "constant"), (5e-4, "cosine"))]
+    fitted = fit_cpt(runs, lam=0.999)
+    for k, v in TRUTH.items():
+        assert fitted.params[k] == pytest.approx(v, rel=2e-3), k
+    held_out = curve(0.5, 7e-4, "wsd")  # unseen share, peak LR and schedule shape
+    pred = predict_cpt(fitted, PT, np.concatenate([cpt_schedule(7e-4, "wsd")]), 0.5)
+    np.testing.assert_allclose(pred[held_out.steps.astype(int) - len(PT) - 1], held_out.loss, rtol=1e-4)
+    assert base_loss(fitted, PT) == pytest.approx(runs[0].loss[-1], rel=1e-5)
+    # the general loss re-warms up and then anneals down: it rises and falls again
+    assert held_out.loss.max() > held_out.loss[0] + 0.03 and held_out.loss[-1] < held_out.loss.max() - 0.02
+
+
+def test_cpt_fit_without_cpt_data_pins_the_shift():
+    fitted = fit_cpt([curve(None, 0, "")], lam=0.999)
+    assert fitted.params["B"] == 0.0 and set(fitted.fixed) == {"B", "gamma", "E", "beta"}
+    assert fitted.params["L0"] == pytest.approx(2.0, rel=1e-3)
+
+
+def test_cmr_from_the_cpt_law_equals_the_analytic_value():
+    # At the end of a CPT phase the change of general loss from the end of pre-training is
+    #   anneal + B r^gamma (1 - (1 + E S1cpt)^-beta),  anneal = A (S1^-alpha - S1pt^-alpha) - C2 S2cpt,
+    # increasing in r (B > 0), so CMR = ((tol - anneal) / (B shift))^(1/gamma), capped to [0, 1].
+    from ladderlab.scaling.mixing.cmr import cmr_from_cpt_law
+
+    cpt_lr = cpt_schedule(5e-4, "cosine")
+    a = {k: v[-1] for k, v in cpt_areas(np.concatenate([PT, cpt_lr]), len(PT)).items()}
+    t = TRUTH
+    anneal = (t["A"] * ((a["S1pt"] + a["S1cpt"]) ** -t["alpha"] - a["S1pt"] ** -t["alpha"]) - t["C2"] * a["S2cpt"])
+    shift = t["B"] * (1 - (1 + t["E"] * a["S1cpt"]) ** -t["beta"])
+    assert anneal < 0 < shift
+    for tol in (0.0, -0.01, 0.02):
+        ratio, interval = cmr_from_cpt_law(law_of(TRUTH), PT, cpt_lr, tol)
+        assert ratio == pytest.approx(((tol - anneal) / shift) ** (1 / t["gamma"]), rel=1e-6), tol
+        assert interval == (ratio, ratio)
+
+
+def cpt_runs_table(path):
+    """Our runs-table layout: the pre-training run `pt` and CPT phases continuing it (base_run, domain share in
+    `ratio`, steps counted from the phase's start, 1,000 tokens a step), general loss `loss` and domain `val/dom`,
+    logged at each phase's step 1 and every EVERY-th step (the piecewise-linear schedules interpolate exactly)."""
+    rows = ["run,N,D,step,lr,loss,val/dom,ratio,base_run"]
+    for ratio, peak, kind in ((None, 0, ""), (0.25, 1e-3, "constant"), (0.75, 1e-3, "constant"), (1.0, 5e-4, "wsd"),
+                              (0.5, 5e-4, "wsd")):
+        lr = PT if ratio is None else np.concatenate([PT, cpt_schedule(peak, kind)])
+        start = 0 if ratio is None else len(PT)
+        steps = np.array([1, *range(EVERY, len(lr) - start + 1, EVERY)])
+        x = {k: v[start + steps - 1] for k, v in cpt_areas(lr, start).items()} | {"r": np.full(steps.size, ratio or 0.0)}
+        gen, dom = law_of(TRUTH).predict(**x), law_of(DOMAIN_TRUTH).predict(**x)
+        name, base = ("pt", "") if ratio is None else (f"r{ratio}", "pt")
+        for s, g, d in zip(steps, gen, dom):
+            rows.append(f"{name},1e8,{(start + s) * 1000},{s},{float(lr[start + s - 1])!r},{float(g)!r},{float(d)!r},"
+                        f"{ratio or 0},{base}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_cli_fit_cpt_then_predict_cpt_loss_and_curve(tmp_path, capsys):
+    from ladderlab.cli import main
+
+    runs = cpt_runs_table(tmp_path / "runs.csv")
+    law = tmp_path / "cpt.json"
+    assert main(["fit", "cpt", "--runs", str(runs), "--loss", "loss", "--ratio", "ratio", "--domain-loss", "val/dom",
+                 "--exclude", "r0.5", "--lam", "0.999", "--bootstrap", "0", "--json", str(law)]) == 0
+    doc = json.loads(law.read_text())
+    assert doc["tokens_per_step"] == 1000 and doc["cpt_peak_lr"] == pytest.approx(1e-3)  # median of the fitted runs
+    for which, truth in (("general", TRUTH), ("domain", DOMAIN_TRUTH)):
+        for k, v in truth.items():
+            assert doc[which]["params"][k] == pytest.approx(v, rel=2e-3), (which, k)
+    out = tmp_path / "loss.json"
+    # the held-out share 0.5, 5e-4 WSD over 2,000 steps = 2M tokens
+    assert main(["predict", "cpt-loss", "--law", str(law), "--ratio", "0.5", "--tokens", "2M", "--schedule",
+                 "wsd:peak=5e-4,warmup=50", "--json", str(out)]) == 0
+    pred = json.loads(out.read_text())
+    assert pred["form"] == "cpt-law" and pred["level"] == 0.9 and pred["steps"] == 2000
+    held_out = {k: v[-1:] for k, v in cpt_areas(np.concatenate([PT, cpt_schedule(5e-4, "wsd")]), len(PT)).items()}
+    held_out["r"] = np.array([0.5])
+    assert pred["general"]["loss"] == pytest.approx(law_of(TRUTH).predict(**held_out)[0], rel=1e-5)
+    assert pred["domain"]["loss"] == pytest.approx(law_of(DOMAIN_TRUTH).predict(**held_out)[0], rel=1e-5)
+    curve_out = tmp_path / "curve.json"
+    assert main(["predict", "curve", "--law", str(law), "--ratio", "0.5", "--schedule",
+                 "wsd:peak=5e-4,steps=2000,warmup=50", "--json", str(curve_out)]) == 0
+    assert json.loads(curve_out.read_text())["schedules"][0]["final_loss"] == pytest.approx(pred["general"]["loss"])
