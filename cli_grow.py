@@ -1,4 +1,5 @@
-"""`ladderlab grow plan / compare / refit`: model growth timing, operator comparison, and the timing law's refit."""
+"""`ladderlab grow plan / compare / speedup / refit`: model growth timing, operator comparison, the speed-up table of
+a comparison's runs, and the timing law's refit."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ def add_parsers(sub: Any) -> None:
     add_config(p, "a .gin or .py file configuring GrowConfig (see configs/growth_compare.gin)", required=True)
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (finished runs are reused)")
     add_set(p)
-    p.add_argument("--json", metavar="OUT", help="write the speed-up rows as JSON")
+    p.add_argument("--json", metavar="OUT", help="write the table rows and {run: {speedup, lo, hi, significant}}")
+    p = steps.add_parser("speedup", help="the speed-up table of a growth_runs.csv (as `grow compare` writes it)")
+    p.add_argument("--csv", required=True, metavar="CSV",
+                   help="run, step, flops, loss (and seed, if several) per eval point; step 0 = moment of growth")
+    p.add_argument("--json", metavar="OUT", help="write {run: {speedup, lo, hi, significant}} (fractions)")
     p = steps.add_parser("refit", help="refit the timing law log10 d = a log10 N + b / log10 C + c from IsoFLOP sweeps")
     p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV",
                    help="one row per growth run: target params, budget FLOPs, d, final loss")
@@ -54,11 +59,36 @@ def compare(args: argparse.Namespace) -> None:
 
     console = make_console()
     doc = compare_growth(load_config(GrowConfig, args.config, args.set), args.out, console=console)
-    shown = [{"run": r["run"], "g": r["g"], "d": r["d"], "final loss": r["final_loss"], "FLOPs": r["flops"],
-              "equal loss": r["loss"], "FLOPs scratch": r["flops_scratch"], "FLOPs grown": r["flops_grown"],
-              "speed-up %": 100 * r["speedup"]} for r in doc["rows"]]
-    console.print(rows_table(shown, f"{args.out}: speed-up at equal loss = FLOPs_scratch / FLOPs_grown - 1"))
+    shown = [{"run": r["run"], "g": r["g"], "params x": r["param_ratio"], "d": r["d"], "seeds": r["seeds"],
+              "final loss": r["final_loss"], "FLOPs": r["flops"], **_speedup_cells(r, r["run"] == "scratch")}
+             for r in doc["rows"]]
+    console.print(rows_table(shown, f"{args.out}: speed-up at equal loss = FLOPs_scratch / FLOPs_grown - 1 "
+                                    f"[95% interval]", [k for k in shown[-1] if not k.endswith(("_lo", "_hi"))]))
+    console.print(f"curves: {doc['plot']}")
     write_json(args.json, doc)
+
+
+def speedup(args: argparse.Namespace) -> None:
+    """`grow speedup`: the speed-up at equal loss, its interval and significance, per run of a growth_runs.csv."""
+    from ladderlab.console import make_console, rows_table
+    from ladderlab.scaling.growth.speedup import SPEEDUP_KEYS, speedups_from_csv
+
+    table = speedups_from_csv(args.csv)
+    make_console().print(rows_table([{"run": run, "seeds": r["seeds"], "equal loss": r["loss"],
+                                      "FLOPs scratch": r["flops_scratch"], "FLOPs grown": r["flops_grown"],
+                                      **_speedup_cells(r)} for run, r in table.items()],
+                                    f"{args.csv}: speed-up at equal loss = FLOPs_scratch / FLOPs_grown - 1 "
+                                    f"[95% interval]", ["run", "seeds", "equal loss", "FLOPs scratch", "FLOPs grown",
+                                                        "speed-up %", "verdict"]))
+    write_json(args.json, {run: {k: r[k] for k in SPEEDUP_KEYS} for run, r in table.items()})
+
+
+def _speedup_cells(r: dict, baseline: bool = False) -> dict:
+    """The speed-up columns `grow compare` and `grow speedup` both print: percent, [95% interval], significance."""
+    if baseline:
+        return {"speed-up %": "baseline", "verdict": ""}
+    return {"speed-up %": 100 * r["speedup"], "speed-up %_lo": 100 * r["lo"], "speed-up %_hi": 100 * r["hi"],
+            "verdict": "significant" if r["significant"] else "not significant"}
 
 
 def refit(args: argparse.Namespace) -> None:

@@ -68,7 +68,7 @@ def test_plan_emits_growth_variants_and_cpt_phases(tmp_path):
     assert (base.steps, grown.growth_steps, grown.steps, cpt.steps) == (32, 8, 24, 8)
     n_small = param_counts(small_model(base.model, 4, "depth"))["non_embedding"]
     assert grown.flops == 6.0 * n_small * 8 * per_step + 6.0 * base.n * 24 * per_step
-    assert grown.tokens == base.tokens == 32 * per_step and grown.g == base.n / n_small
+    assert grown.tokens == base.tokens == 32 * per_step and (grown.g, grown.param_ratio) == (4, base.n / n_small)
     assert (cpt.base_run, cpt.mixture, cpt.weights, cpt.tokens) == (base.run, "dom", {"a": 1.0}, 8 * per_step)
     assert (cpt.tokens_before, cpt.flops_before, cpt.flops) == (base.tokens, base.flops, 6.0 * base.n * 8 * per_step)
     path, gin = tmp_path / "plan.json", tmp_path / "ladder.gin"

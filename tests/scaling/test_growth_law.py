@@ -1,5 +1,5 @@
 """Growth guidelines: the paper's timing law against its Table 4, the plan's budget split, refitting the law from
-IsoFLOP sweeps with known optima, speed-up at equal loss, and `ladderlab grow plan`."""
+IsoFLOP sweeps with known optima, and `ladderlab grow plan` / `refit` (the speed-up rule: test_growth_speedup.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from ladderlab.cli import main
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.growth.law import fit_timing_law, growth_tokens, plan_growth
-from ladderlab.scaling.growth.speedup import comparison_rows, flops_to_reach, speedup
 
 
 @pytest.mark.parametrize("n, tokens, expected", [(7e9, 2e12, 11.11e9), (8e9, 15e12, 6.58e9), (13e9, 2e12, 15.84e9),
@@ -53,22 +52,6 @@ def test_refit_recovers_a_known_timing_law_from_isoflop_sweeps():
         fit_timing_law(*map(np.array, one_size))
     with pytest.raises(LadderlabError, match=">= 3 distinct"):
         fit_timing_law(np.array([1e8, 1e8]), np.array([1e19, 1e19]), np.array([1e9, 2e9]), np.array([2.0, 2.1]))
-
-
-def test_speedup_at_equal_loss():
-    flops = np.geomspace(1e3, 1e6, 10)
-    scratch = (flops, 5.0 - 0.3 * np.log(flops))  # loss linear in log FLOPs: interpolation is exact
-    faster = (flops / 1.5, scratch[1])  # the same losses with 1.5x fewer FLOPs
-    assert speedup(scratch, faster)["speedup"] == pytest.approx(0.5, rel=1e-12)
-    worse = (flops, scratch[1] + 0.3 * np.log(2.0))  # every loss reached at 2x the FLOPs
-    result = speedup(scratch, worse)
-    assert result["loss"] == pytest.approx(worse[1][-1]) and result["speedup"] == pytest.approx(-0.5, rel=1e-9)
-    assert np.isnan(flops_to_reach(flops, scratch[1], 0.0))
-    assert flops_to_reach([1, 2, 4], [3.0, 1.0, 2.0], 1.5) == pytest.approx(2 ** 0.75)  # running best, log-FLOPs interp
-    rows = comparison_rows({"scratch": scratch, "g": faster})
-    assert [r["run"] for r in rows] == ["scratch", "g"] and rows[0]["speedup"] == 0.0
-    with pytest.raises(LadderlabError, match="no 'scratch' curve"):
-        comparison_rows({"g": faster})
 
 
 def test_grow_plan_command(tmp_path, capsys):
