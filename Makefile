@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install -q -c requirements.lock
 
-.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-latest lock demo bench
+.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-tpu test-latest lock demo bench
 
 install:
 	$(PIP) -e ".[test]"
@@ -14,7 +14,7 @@ install-bench:
 
 # Every step runs (-k) and prints its summary line; any failure fails the target.
 test: install
-	$(MAKE) -k test-unit test-layers test-bench test-seqio
+	$(MAKE) -k test-unit test-layers test-bench test-seqio test-tpu
 
 test-unit:
 	$(PYTHON) -m pytest -q tests
@@ -32,6 +32,12 @@ test-seqio:
 	$(PYTHON) -m venv --system-site-packages .venv-seqio
 	.venv-seqio/bin/python -m pip install -q -c requirements.lock -e ".[seqio]"
 	.venv-seqio/bin/python -m pytest -q tests/data/test_seqio_source.py
+
+# Deviceless TPU compiles with the tpu extra (libtpu's compiler, ~0.7 GB unpacked), in its own venv like seqio's.
+test-tpu:
+	$(PYTHON) -m venv --system-site-packages .venv-tpu
+	.venv-tpu/bin/python -m pip install -q -c requirements.lock -e ".[tpu]"
+	.venv-tpu/bin/python -m pytest -q -rs tests/ladders/run/test_tpu_compile.py
 
 # The newest release of every dependency, past pyproject.toml's pins and caps, in a throwaway venv (not CI: it says
 # what a bump would meet); the versions it tested are listed in .venv-latest/versions.txt.

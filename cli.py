@@ -12,7 +12,7 @@ import importlib.metadata
 import sys
 from typing import Callable, Sequence
 
-from ladderlab import cli_fit, cli_grow, cli_ladder, cli_mixing, cli_train
+from ladderlab import cli_backtest, cli_fit, cli_grow, cli_ladder, cli_mixing, cli_schedule, cli_train
 from ladderlab.cli_args import Parser
 from ladderlab.errors import LadderlabError
 
@@ -25,6 +25,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
     ("fit", "data-constrained"): cli_fit.fit_data_constrained,
     ("fit", "mixing-law"): cli_mixing.fit_mixing_law,
     ("fit", "cmr"): cli_mixing.fit_cmr,
+    ("fit", "annealing"): cli_schedule.fit_annealing,
+    ("fit", "cpt"): cli_schedule.fit_cpt,
+    ("predict", "curve"): cli_schedule.predict_curve,
+    ("predict", "cpt-loss"): cli_schedule.predict_cpt_loss,
     ("predict", "loss"): cli_fit.predict_loss,
     ("predict", "tasks"): cli_fit.predict_tasks,
     ("predict", "mixture-loss"): cli_mixing.predict_mixture_loss,
@@ -40,7 +44,9 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
     ("report", None): cli_ladder.report,
     ("grow", "plan"): cli_grow.plan,
     ("grow", "compare"): cli_grow.compare,
+    ("grow", "speedup"): cli_grow.speedup,
     ("grow", "refit"): cli_grow.refit,
+    ("backtest", None): cli_backtest.backtest,
 }
 
 
@@ -52,8 +58,10 @@ def build_parser() -> Parser:
     laws, what = cli_fit.add_parsers(sub)  # fit, predict
     cli_train.add_parsers(sub)  # demo, train, data
     cli_mixing.add_parsers(sub, laws, what)  # fit mixing-law / cmr, predict mixture-loss, optimize
+    cli_schedule.add_parsers(laws, what)  # fit annealing / cpt, predict curve / cpt-loss
     cli_ladder.add_parsers(sub)  # ladder, report
     cli_grow.add_parsers(sub)  # grow
+    cli_backtest.add_parsers(sub)  # backtest
     return parser
 
 

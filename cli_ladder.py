@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ladderlab.cli_args import add_config, add_group, add_set, size_arg, write_json
+from ladderlab.errors import LadderlabError
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -25,6 +26,14 @@ def add_parsers(sub: Any) -> None:
         add_config(p, "a .gin or .py file configuring LadderConfig (see configs/ladder_*.gin)", required=True)
         add_set(p)
         p.add_argument("--json", metavar="OUT", help="write the plan (or the runs table rows) as JSON")
+        if name == "plan":
+            p.add_argument("--topology", metavar="TPU",
+                           help="compile each size's train step for this TPU slice with libtpu's compiler (the tpu "
+                                "extra; e.g. v5e-16, v5p-32, v5e:4x4): its HBM per device, whether it fits, and "
+                                "each run's time from the compiled FLOPs and the chip's peak")
+            p.add_argument("--mfu", type=float, default=0.4,
+                           help="with --topology: the share of the chip's peak a step reaches (levanter: 0.42 at "
+                                "1.4B on v3-256)")
     p.add_argument("--out", required=True, metavar="DIR", help="the ladder's results folder")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                    help="take runs I, I+K, I+2K, ... (one process per host group or device group)")
@@ -59,9 +68,37 @@ def plan(args: argparse.Namespace) -> None:
     shown = [{"run": r["run"], "N": r["N"], "shape": f"d{r['d_model']} L{r['layers']}", "D": r["D"],
               "FLOPs": r["flops"], "steps": r["steps"], "batch": r["batch"], "lr": r["lr"], "warmup": r["warmup"],
               "est_s": r["est_s"]} for r in rows]
-    console.print(rows_table(shown, f"ladder {cfg.name!r}: {len(rows)} runs, {sum(r['flops'] for r in rows):.3g} "
-                                    f"FLOPs (6ND), estimated {estimate_s(runs) / 60:.1f} min on this machine"))
+    title = f"ladder {cfg.name!r}: {len(rows)} runs, {sum(r['flops'] for r in rows):.3g} FLOPs (6ND), estimated " \
+            f"{estimate_s(runs) / 60:.1f} min on this machine"
+    if args.topology:
+        title = _on_topology(cfg, runs, rows, shown, args.topology, args.mfu)
+    console.print(rows_table(shown, title))
     write_json(args.json, {"runs": rows})
+
+
+def _on_topology(cfg: Any, runs: list, rows: list[dict], shown: list[dict], topology: str, mfu: float) -> str:
+    """Adds each run's compiled HBM per device, verdict and time on the TPU slice to its rows; returns the title."""
+    import os
+
+    if not 0 < mfu <= 1:
+        raise LadderlabError(f"--mfu {mfu}: must be in (0, 1]")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the slice's devices come from libtpu; jax stays on the CPU
+    from ladderlab.ladders.plan import compile_rungs
+
+    compiled = compile_rungs(cfg, runs, topology)
+    for row, show in zip(rows, shown):
+        doc = compiled[row["size"]]
+        row.update({"hbm_gib_per_device": doc["hbm_gib_per_device"], "fits": doc["fits"],
+                    "tpu_step_s": doc["step_s_at_peak"] / mfu, "tpu_est_s": row["steps"] * doc["step_s_at_peak"] / mfu})
+        for key in ("FLOPs", "lr", "warmup", "est_s"):  # room for the TPU columns
+            del show[key]
+        show.update({"HBM GiB": doc["hbm_gib_per_device"], "fits": "yes" if doc["fits"] else "NO",
+                     "step_s": row["tpu_step_s"], "tpu_h": row["tpu_est_s"] / 3600})
+    topo = next(iter(compiled.values()))["topology"]
+    unfit = list(dict.fromkeys(r["size"] for r in rows if not r["fits"]))
+    return (f"ladder {cfg.name!r} on TPU {topo['name']} ({topo['topology']}, {topo['hbm_gib']:g} GiB HBM per chip): "
+            f"{len(rows)} runs, {sum(r['tpu_est_s'] for r in rows) / 3600:.3g} h at {mfu:.0%} of the chips' peak"
+            + (f"; sizes that do not fit: {', '.join(unfit)}" if unfit else "; every size fits"))
 
 
 def run(args: argparse.Namespace) -> None:

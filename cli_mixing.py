@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from ladderlab.cli_args import add_group, size_arg, write_json
 from ladderlab.units import parse_size
+
+NEGATIVE = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)  # argparse's own matcher misses -1e-3
 
 
 def _kv(text: str) -> tuple[str, float]:
@@ -46,7 +49,14 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
         p.add_argument(flag, required=True, help=f"{what_col} column")
     p.add_argument("--domain", help="domain-loss column (fits the domain law per size)")
     p.add_argument("--size", help="model-size column (fits how CMR moves with N)")
-    p.add_argument("--tolerance", type=float, required=True, help="allowed absolute increase of general loss")
+    p.add_argument("--run", metavar="COL", help="run-id column: the bootstrap resamples whole runs (default: rows "
+                                                 "with the same ratio and size are one run)")
+    p.add_argument("--tolerance", type=float, required=True,
+                   help="allowed change of general loss at --at-tokens: 0 = no worse than before CPT, -0.001 = at "
+                        "least 0.001 better")
+    p.add_argument("--form", default="auto", choices=["auto", "power", "cpt"],
+                   help="general/domain loss form; auto picks by held-out error over runs")
+    p._negative_number_matcher = NEGATIVE  # so `--tolerance -1e-3` reads as a number, not an option
     p.add_argument("--at-tokens", type=size_arg, help="CPT tokens of the run to predict (default: the largest)")
     p.add_argument("--at-size", type=size_arg, help="model size of the run to predict (default: the largest)")
     p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
@@ -101,11 +111,11 @@ def fit_cmr(args: argparse.Namespace) -> None:
 
     console = make_console()
     names = [args.ratio, args.tokens, args.general, args.base, *filter(None, [args.domain, args.size])]
-    cols = read_columns(args.csv, names)
+    cols = read_columns(args.csv, names, text=[args.run] if args.run else [])
     res = critical_mixture_ratio(
         cols[args.ratio], cols[args.tokens], cols[args.general], cols[args.base], tolerance=args.tolerance,
-        size=cols.get(args.size), domain_loss=cols.get(args.domain), at_tokens=args.at_tokens,
-        at_size=args.at_size, bootstrap=args.bootstrap, seed=args.seed)
+        size=cols.get(args.size), domain_loss=cols.get(args.domain), runs=cols.get(args.run),
+        at_tokens=args.at_tokens, at_size=args.at_size, form=args.form, bootstrap=args.bootstrap, seed=args.seed)
     print_cmr(res, console)
     write_json(args.json, res.to_json())
     if args.plot:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ladderlab.cli_args import add_config, add_group, add_set, write_json
+from ladderlab.errors import LadderlabError
 
 CACHE_HELP = "default: $LADDERLAB_CACHE or ~/.cache/ladderlab"
 
@@ -34,8 +35,11 @@ def add_parsers(sub: Any) -> None:
     add_config(train, "a .gin or .py file configuring TrainConfig (see configs/train_*.gin)")
     add_set(train)
     train.add_argument("--compile-only", action="store_true",
-                       help="lower and compile the train step for the config's mesh on fake CPU devices, print "
-                            "per-device memory (GiB) and FLOP figures, and exit without training")
+                       help="lower and compile the train step for the config's mesh on fake CPU devices (or a "
+                            "--topology), print per-device memory (GiB) and FLOP figures, and exit without training")
+    train.add_argument("--topology", metavar="TPU",
+                       help="with --compile-only: compile for this TPU slice with libtpu's compiler (the tpu extra), "
+                            "e.g. v5e-16, v5p-32 or v5e:4x4, and say whether it fits the chip's HBM")
     train.add_argument("--allow-schedule-change", action="store_true",
                        help="resume a run whose steps, lr or schedule fields changed (says which); other changes are "
                             "refused")
@@ -93,14 +97,21 @@ def train(args: argparse.Namespace) -> None:
 
     overrides = [*args.set, "allow_schedule_change=True"] if args.allow_schedule_change else args.set
     cfg = load_config(TrainConfig, args.config, overrides)
+    if args.topology and not args.compile_only:
+        raise LadderlabError(f"--topology {args.topology}: only with --compile-only")
     if args.compile_only:
-        if "jax" not in sys.modules and min(cfg.mesh) > 0:  # fake the mesh's devices on this host's CPU
+        if args.topology:  # the slice's devices come from libtpu; jax itself stays on the CPU
+            from ladderlab.ladders.run.topology import compile_on, parse_topology
+
+            topo = parse_topology(args.topology)
+            os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        elif "jax" not in sys.modules and min(cfg.mesh) > 0:  # fake the mesh's devices on this host's CPU
             os.environ["JAX_PLATFORMS"] = "cpu"
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} " \
                                       f"--xla_force_host_platform_device_count={math.prod(cfg.mesh)}".strip()
         from ladderlab.ladders.run.train import Trainer, compile_report
 
-        doc = Trainer(cfg).compile()
+        doc = compile_on(cfg, topo) if args.topology else Trainer(cfg).compile()
         print(compile_report(doc))
     else:
         from ladderlab.ladders.run.train import train as train_run

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 NO_PEERS = "BENCH_NO_PEERS"  # set (non-empty): every peer counts as not installed, to test the skipped path
 
 
@@ -42,3 +44,13 @@ def peer(name: str) -> tuple[ModuleType | None, str]:
     except ImportError:
         return None, "skipped"
     return module, f"{name} {module.__version__}"
+
+
+def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A train batch of random tokens, two packed documents per row (so every attention path sees segments)."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab, (batch, seq + 1)).astype(np.int32)
+    segments = np.where(np.arange(seq) < seq // 2, 1, 2).astype(np.int32)[None].repeat(batch, 0)
+    positions = np.where(segments == 1, np.arange(seq), np.arange(seq) - seq // 2).astype(np.int32)
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": segments, "positions": positions,
+            "mask": np.ones((batch, seq), np.float32)}

@@ -32,6 +32,15 @@ KEYS: dict[str, dict[str, str]] = {
     "data_throughput": {
         "pipeline_tok_s": POS, "train_tok_s": POS, "ratio": POS, "batch_size": POS, "seq_len": POS, "devices": POS,
     },
+    "device_check": {
+        "matmul_flops": POS, "peak_flops": POS, "sizes.0.tok_s": POS, "sizes.0.mfu": POS, "sizes.0.flops_per_token": POS,
+        "swarm_speedup": POS, "swarm.vmap_step_s": POS, "swarm.sequential_step_s": POS,
+    },
+    "fit_scale": {
+        "after.0.fit_s": POS, "after.0.peak_rss_mb": POS, "after.1.fit_s": POS, "after.1.peak_rss_mb": POS,
+        "after.1.params.alpha": POS, "before.0.fit_s": POS, "before.0.peak_rss_mb": POS, "max_peak_rss_mb": POS,
+        "same_optimum.0.objective_rel_gap": NUM, "same_optimum.0.max_param_rel_gap": NUM, "time_exponent": NUM,
+    },
     "fit_speed": {
         "n_points": POS, "n_starts": POS, "ladderlab_s": POS, "scipy_loop_s": POS, "speedup": POS,
         "ladderlab_objective": POS, "scipy_loop_objective": POS, "objective_gap": NUM, "params.E": POS,
@@ -50,17 +59,25 @@ KEYS: dict[str, dict[str, str]] = {
     "task_ladder": {
         "tasks": POS, "bootstrap": POS, "seconds": POS, "fit_runs": POS, "chain_interval_coverage_90": NUM,
         "mean_abs_error.mmlu.step1_loss_err_pct": POS, "mean_abs_error.mmlu.chain_acc_err_pts": POS,
-        "step1_params.mmlu.alpha": POS,
+        "step1_params.mmlu.alpha": POS, "bridge_params.mmlu.kappa": POS,
+        "summary.3B_from_16_runs.default.mean_chain_acc_err_pts": POS, "summary.3B_from_16_runs.default.coverage_90": NUM,
+        "summary.1B_from_190M-760M.default.mean_chain_acc_err_pts": POS,
     },
     "train_throughput": {
         "ladderlab_tok_s": POS, "torch_tok_s": PEER + POS, "ratio": PEER + POS, "headline_params": POS,
         "batch": POS, "seq_len": POS, "configs.0.non_embedding": POS, "configs.0.flops_per_token": POS,
+        "matmul_flops.jax": POS, "configs.0.ladderlab_peak_share": POS,
     },
     "validate_anchors": {
         "runtime_s": POS, "bootstrap": POS, "datablations.n_runs": POS, "datablations.published_base_fixed.R_D*": POS,
         "datablations.published_base_fixed.R_N*": POS, "datablations.base_from_data.R_D*": POS,
         "overtraining.N=params.overall_mean_mape_pct": POS,
         "overtraining.bootstrap_c4_val.c4_original.coverage_90": NUM,
+    },
+    "wsd_ladder": {
+        "bootstrap": POS, "seconds": POS, "fit_runs": POS, "fit_points": POS, "params.alpha": POS,
+        "cross_size.mape_pct": POS, "cross_size.coverage_90": NUM, "per_size.mape_pct": POS,
+        "per_size.coverage_90": NUM,
     },
 }
 

@@ -34,17 +34,7 @@ from ladderlab.ladders.run.train import Trainer  # noqa: E402
 from ladderlab.model.config import ModelConfig  # noqa: E402
 from ladderlab.model.counts import flops_per_token, param_counts  # noqa: E402
 
-from common import emit, parse  # noqa: E402  (benchmarks/common.py)
-
-
-def make_batch(batch: int, seq: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
-    """Random tokens, two packed documents per row (so the segment mask is exercised)."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, vocab, (batch, seq + 1)).astype(np.int32)
-    segments = np.where(np.arange(seq) < seq // 2, 1, 2).astype(np.int32)[None].repeat(batch, 0)
-    positions = np.where(segments == 1, np.arange(seq), np.arange(seq) - seq // 2).astype(np.int32)
-    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": segments, "positions": positions,
-            "mask": np.ones((batch, seq), np.float32)}
+from common import emit, make_batch, parse  # noqa: E402  (benchmarks/common.py)
 
 
 def matmul_flop_s(n: int = 512, repeats: int = 20) -> float:

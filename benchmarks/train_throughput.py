@@ -1,13 +1,15 @@
 """Tokens/s of one train step, ladderlab (JAX) against a PyTorch model of the same architecture, in one run.
 
 Same shapes, batch, packed-document attention mask, fp32 on CPU (bf16 compute on accelerators for ladderlab),
-AdamW with global-norm clipping; the PyTorch side runs eagerly, or compiled with --torch-compile (torch comes
-with the `bench` extra; without it the JSON says "baseline": "skipped" and the torch keys are null).
-MFU = detailed FLOPs per token (model.counts) x tokens/s / peak; the CPU peak is cores x clock x FLOPs/cycle
-(32 fp32 FLOPs/cycle/core for AVX2/AVX-512 with two 256-bit FMA pipes, 16 without AVX2), printed alongside.
+AdamW with global-norm clipping at the same learning rate; the PyTorch side runs eagerly, or compiled with
+--torch-compile (torch comes with the `bench` extra; without it the JSON says "baseline": "skipped" and the torch
+keys are null). FLOPs are model.counts' `causal` count (attention at the pairs a causal mask keeps); `*_peak_share`
+is achieved FLOP/s over the measured peak: the best of a large fp32 matmul (jax, and torch when installed) on all
+cores, timed in the same run; `*_mfu` divides by the nominal peak (cores x clock x FLOPs/cycle, or --peak).
 --smoke: the smallest size (82k parameters), batch 2 x 32, one timed step.
 
-    python benchmarks/train_throughput.py --json OUT [--sizes 1e6,5e6,20e6] [--headline 5e6] [--rounds 3] [--smoke]
+    python benchmarks/train_throughput.py --json OUT [--sizes 1e6,5e6,20e6] [--headline 5e6] [--rounds 3]
+        [--attention auto|dense|xla] [--smoke]
 """
 
 from __future__ import annotations
@@ -27,26 +29,27 @@ from ladderlab.ladders.run.train import Trainer
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import flops_per_token, param_counts, size_for
 
-from common import emit, parse, peer  # benchmarks/common.py
+from common import emit, make_batch, parse, peer  # benchmarks/common.py
 
 
 def cpu_peak_flops() -> tuple[float, str]:
-    """(peak fp32 FLOP/s of this host's CPU, how it was derived)."""
+    """(nominal peak fp32 FLOP/s of this host's CPU, how it was derived): two FMA pipes of the widest vectors."""
     flags = open("/proc/cpuinfo").read()
     mhz = max(float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz"))
-    per_cycle = 32 if " avx2" in flags else 16
+    per_cycle = 64 if " avx512f" in flags else 32 if " avx2" in flags else 16
     cores = os.cpu_count() or 1
     return cores * mhz * 1e6 * per_cycle, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} fp32 FLOPs/cycle"
 
 
-def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random tokens, two packed documents per row (so both sides build the segment mask)."""
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, vocab, (batch, seq + 1)).astype(np.int32)
-    segments = np.where(np.arange(seq) < seq // 2, 1, 2).astype(np.int32)[None].repeat(batch, 0)
-    positions = np.where(segments == 1, np.arange(seq), np.arange(seq) - seq // 2).astype(np.int32)
-    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "segment_ids": segments, "positions": positions,
-            "mask": np.ones((batch, seq), np.float32)}
+def matmul_peak(n: int, rounds: int, torch=None) -> dict[str, float]:
+    """FLOP/s of an n x n fp32 matmul, best of `rounds`, by jax (jitted) and by torch when given."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jax.numpy.float32)
+    dot = jax.jit(lambda a: a @ a)
+    runs = {"jax": lambda: dot(a).block_until_ready()}
+    if torch is not None:
+        t = torch.randn(n, n)
+        runs["torch"] = lambda: torch.mm(t, t)
+    return {name: 2 * n**3 / seconds for name, seconds in best_step_times(runs, rounds, 2).items()}
 
 
 def best_step_times(steps: dict, rounds: int, per_round: int) -> dict[str, float]:
@@ -64,7 +67,7 @@ def best_step_times(steps: dict, rounds: int, per_round: int) -> dict[str, float
     return best
 
 
-def ladderlab_step(model: ModelConfig, batch: dict[str, np.ndarray]):
+def ladderlab_step(model: ModelConfig, batch: dict[str, np.ndarray], lr: float = 1e-3):
     """A closure running one ladderlab train step on one device (state donated and replaced)."""
     cfg = TrainConfig(model=model, data=DataConfig(seq_len=batch["inputs"].shape[1]), mesh=(1, 1, 1),
                       batch_size=batch["inputs"].shape[0], steps=1000, warmup_steps=10, progress=False)
@@ -74,13 +77,13 @@ def ladderlab_step(model: ModelConfig, batch: dict[str, np.ndarray]):
 
     def step():
         with jax.set_mesh(trainer.mesh):
-            box["state"], metrics = trainer.step(box["state"], device_batch, np.float32(1e-3))
+            box["state"], metrics = trainer.step(box["state"], device_batch, np.float32(lr))
         jax.block_until_ready(metrics)
 
     return step
 
 
-def torch_step(cfg: ModelConfig, batch: dict[str, np.ndarray], compile: bool = False):
+def torch_step(cfg: ModelConfig, batch: dict[str, np.ndarray], compile: bool = False, lr: float = 1e-3):
     """The same decoder and step in eager PyTorch: pre-norm (or norm-after) blocks, RoPE, GQA via SDPA, SwiGLU."""
     import torch
     import torch.nn.functional as F
@@ -154,7 +157,7 @@ def torch_step(cfg: ModelConfig, batch: dict[str, np.ndarray], compile: bool = F
             return x @ self.embed.weight.T if self.head is None else self.head(x)
 
     model = torch.compile(Decoder()) if compile else Decoder()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
     t = {k: v.long() if k in ("inputs", "targets") else v for k, v in t.items()}
 
@@ -175,21 +178,24 @@ def run(args: argparse.Namespace) -> dict:
     peak, peak_how = cpu_peak_flops() if jax.default_backend() == "cpu" else (float("nan"), "set --peak")
     peak = args.peak or peak
     torch, baseline = peer("torch")
+    matmul = matmul_peak(args.matmul, args.rounds, torch)
+    measured = max(matmul.values())
     batch = make_batch(args.batch, args.seq, args.vocab)
     tokens = args.batch * args.seq
     rows = []
     for target in (float(s) for s in args.sizes.split(",")):
-        model = size_for(target, args.vocab, qk_norm=True)
-        flops = flops_per_token(model, args.seq)["detailed"]
+        model = size_for(target, args.vocab, qk_norm=True, attention=args.attention)
+        flops = flops_per_token(model, args.seq)
         row = {"target_params": target, "non_embedding": param_counts(model)["non_embedding"],
                "d_model": model.d_model, "n_layers": model.n_layers, "n_heads": model.n_heads,
-               "flops_per_token": flops}
-        steps = {"ladderlab": ladderlab_step(model, batch)}
+               "flops_per_token": flops["causal"], "flops_per_token_full_attention": flops["detailed"]}
+        steps = {"ladderlab": ladderlab_step(model, batch, args.lr)}
         if torch:
-            steps["torch"] = torch_step(model, batch, args.torch_compile)
+            steps["torch"] = torch_step(model, batch, args.torch_compile, args.lr)
         for name, seconds in best_step_times(steps, args.rounds, args.steps).items():
             row[f"{name}_tok_s"] = tokens / seconds
-            row[f"{name}_mfu"] = row[f"{name}_tok_s"] * flops / peak
+            row[f"{name}_mfu"] = row[f"{name}_tok_s"] * flops["causal"] / peak
+            row[f"{name}_peak_share"] = row[f"{name}_tok_s"] * flops["causal"] / measured
         if torch:
             row["ratio"] = row["ladderlab_tok_s"] / row["torch_tok_s"]
         rows.append(row)
@@ -197,9 +203,11 @@ def run(args: argparse.Namespace) -> dict:
     head = min(rows, key=lambda r: abs(math.log(r["target_params"] / args.headline)))
     doc = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(), "batch": args.batch,
            "seq_len": args.seq, "vocab": args.vocab, "precision": "fp32" if jax.default_backend() == "cpu" else "bf16",
-           "peak_flops": peak, "peak_how": peak_how, "headline_params": head["target_params"],
-           "ladderlab_tok_s": head["ladderlab_tok_s"], "torch_tok_s": head.get("torch_tok_s"),
-           "ratio": head.get("ratio"), "timing": f"best of {args.rounds} alternating rounds of {args.steps} steps",
+           "attention": args.attention, "lr": args.lr, "peak_flops": peak, "peak_how": peak_how,
+           "matmul_flops": matmul, "matmul_n": args.matmul, "flops_convention": "causal",
+           "headline_params": head["target_params"], "ladderlab_tok_s": head["ladderlab_tok_s"],
+           "torch_tok_s": head.get("torch_tok_s"), "ratio": head.get("ratio"),
+           "timing": f"best of {args.rounds} alternating rounds of {args.steps} steps",
            "baseline": baseline, "torch_mode": "torch.compile" if args.torch_compile else "eager",
            "configs": rows}
     return doc
@@ -217,7 +225,10 @@ def main() -> None:
     parser.add_argument("--torch-compile", action="store_true",
                         help="torch.compile the reference (needs a C++ compiler)")
     parser.add_argument("--peak", type=float, default=0.0, help="peak FLOP/s for MFU (default: derived for CPUs)")
-    args = parse(parser, smoke=dict(sizes="5e4", headline=5e4, batch=2, seq=32, steps=1, rounds=1))
+    parser.add_argument("--lr", type=float, default=1e-3, help="the learning rate both sides train at")
+    parser.add_argument("--attention", default="auto", help="ladderlab's attention kernel (model.attention)")
+    parser.add_argument("--matmul", type=int, default=2048, help="size of the square matmul that measures the peak")
+    args = parse(parser, smoke=dict(sizes="5e4", headline=5e4, batch=2, seq=32, steps=1, rounds=1, matmul=256))
     emit(run(args), args.json)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ladderlab.data.config import DataConfig
 
@@ -54,6 +54,8 @@ class LadderConfig:
     width_per_layer: int = 16
     ffn_ratio: int = 4
     qk_norm: bool = True
+    # other ModelConfig fields every run's model gets, e.g. {"remat": True, "scan_layers": True} for accelerators
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     # hyperparameter rules of N and their overrides (0 / -1 = use the rule)
     n_ref: float = 1.08e8
     batch_tokens_ref: float = 160 * 2048

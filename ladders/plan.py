@@ -40,7 +40,8 @@ class PlannedRun:
     est_s: float
     operator: str = ""  # growth variants: "<operator>:<dim>"
     growth_steps: int = 0  # steps of the small model
-    g: float = 1.0  # growth factor as non-embedding parameters grown / small
+    g: int = 1  # growth factor: the depth or width factor (as Du et al. count it)
+    param_ratio: float = 1.0  # non-embedding parameters grown / small
     base_run: str = ""  # CPT phases: the run continued
     tokens_before: int = 0
     flops_before: float = 0.0
@@ -52,7 +53,7 @@ class PlannedRun:
                 "seed": self.seed, "N": self.n, "d_model": m.d_model, "layers": m.n_layers, "D": self.tokens,
                 "flops": self.flops, "steps": self.steps, "batch": self.batch_size, "lr": self.lr,
                 "warmup": self.warmup_steps, "est_s": self.est_s, "operator": self.operator,
-                "growth_steps": self.growth_steps, "g": self.g, "base_run": self.base_run,
+                "growth_steps": self.growth_steps, "g": self.g, "param_ratio": self.param_ratio, "base_run": self.base_run,
                 "tokens_before": self.tokens_before, "flops_before": self.flops_before}
 
 
@@ -73,8 +74,13 @@ def vocab_size(cfg: LadderConfig) -> int:
 def models(cfg: LadderConfig) -> dict[str, ModelConfig]:
     """size label -> model, smallest first: `sizes` through the shape rule, then the named `shapes`."""
     vocab, out = vocab_size(cfg), {}
-    options = dict(head_dim=cfg.head_dim, width_per_layer=cfg.width_per_layer, ffn_ratio=cfg.ffn_ratio,
-                   qk_norm=cfg.qk_norm)
+    extra = {"qk_norm": cfg.qk_norm, **cfg.model_options}
+    shape = {"vocab_size", "d_model", "n_layers", "n_heads", "d_ff"}  # what the sizes and shapes set
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - shape
+    if set(extra) - fields:
+        raise LadderlabError(f"model_options: {', '.join(sorted(set(extra) - fields))} is not one of the model's "
+                             f"other fields ({', '.join(sorted(fields))})")
+    options = dict(head_dim=cfg.head_dim, width_per_layer=cfg.width_per_layer, ffn_ratio=cfg.ffn_ratio, **extra)
     for target in cfg.sizes:
         model = size_for(target, vocab, **options)
         n = param_counts(model)["non_embedding"]
@@ -90,7 +96,7 @@ def models(cfg: LadderConfig) -> dict[str, ModelConfig]:
         if len(shape) != 4:
             raise LadderlabError(f"shapes.{label}={shape}: expected (d_model, n_layers, n_heads, d_ff)")
         d, layers, heads, ff = shape
-        model = ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=ff, qk_norm=cfg.qk_norm)
+        model = ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, d_ff=ff, **extra)
         check_model(model)
         out[label] = model
     if not out:
@@ -160,6 +166,19 @@ def estimate_s(runs: Sequence[PlannedRun]) -> float:
     return sum(r.est_s for r in runs)
 
 
+def compile_rungs(cfg: LadderConfig, runs: Sequence[PlannedRun], topology: str) -> dict[str, dict[str, Any]]:
+    """size label -> its train step compiled for a TPU slice by libtpu on this host (`run.topology.compile_on`:
+    HBM per device, `fits`, compiled FLOPs per device, step time at the chip's peak). A size's runs share one model
+    and batch, so its first run stands for them all."""
+    from ladderlab.ladders.run.topology import compile_on, parse_topology
+
+    topo = parse_topology(topology)
+    firsts: dict[str, PlannedRun] = {}
+    for run in runs:
+        firsts.setdefault(run.size, run)
+    return {size: compile_on(train_config(cfg, run, "unused"), topo) for size, run in firsts.items()}
+
+
 def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
     """`run` grown by `entry` ("<operator>:<dim>"): the small model trains the first `growth_fraction` of the
     steps, the grown model the rest (G_learn's map training counted in its FLOPs, as `variants.grow` counts it)."""
@@ -182,7 +201,8 @@ def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
         steps * flops_per_token(run.model, cfg.data.seq_len)["detailed"]) / cfg.flops_per_s
     return dataclasses.replace(run, run=f"{run.run}-grow-{operator}-{dim}", steps=steps,
                                warmup_steps=min(run.warmup_steps, steps), flops=before + 6.0 * run.n * steps * per_step,
-                               est_s=est, operator=entry, growth_steps=small_steps, g=run.n / n_small,
+                               est_s=est, operator=entry, growth_steps=small_steps, g=cfg.growth_factor,
+                               param_ratio=run.n / n_small,
                                tokens_before=small_steps * per_step, flops_before=before)
 
 

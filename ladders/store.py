@@ -88,8 +88,9 @@ class LadderStore:
 
     def finish(self, plan_row: dict[str, Any], seq_len: int, seconds: float) -> dict[str, Any]:
         """Turn a trained run's metrics into its runs-table rows and mark it finished. D and flops count what came
-        before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase. Every row has
-        `operator` ("scratch" unless grown), `growth_factor`, `growth_tokens` and `base_run` ("" unless continued).
+        before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase; `flops` is
+        6ND with N non-embedding (the C of the laws), not `model.counts`' exact `causal` count that MFU uses. Every row has
+        `operator` ("scratch" unless grown), `growth_factor` (the depth or width factor), `growth_tokens` and `base_run` ("" unless continued).
         Each eval domain is also a task for `scaling.tasks`: `loss/<domain>` its bits per byte, `acc/<domain>` its
         top-1 next-token accuracy."""
         train, evals = read_metrics(self.metrics_path(plan_row))

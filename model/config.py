@@ -24,6 +24,20 @@ class ModelConfig:
     init_std: float = 0.02
     compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on accelerators, fp32 on CPU
     remat: bool = False  # recompute each block in the backward pass (activation memory of one block, not all)
+    remat_policy: str = "nothing_saveable"  # with remat: what a block keeps (a jax.checkpoint_policies name)
+    scan_layers: bool = False  # one block's parameters stacked over layers and run by nnx.scan (compiles once)
+    attention: str = "auto"  # kernel (model.attention): auto, dense, xla, cudnn (GPU) or splash (TPU)
+    loss_chunk: int = 8192  # tokens per chunk of the output projection + cross-entropy (model.loss); 0 = all
+    platform: str = "auto"  # the backend it compiles for (auto: jax.default_backend(); tpu: a TPU AOT compile here)
+
+    @property
+    def backend(self) -> str:
+        """The backend whose kernel and `auto` dtype the model uses."""
+        if self.platform == "auto":
+            import jax
+
+            return jax.default_backend()
+        return self.platform
 
     @property
     def kv_heads(self) -> int:
@@ -44,3 +58,14 @@ def check_model(cfg: ModelConfig) -> None:
         raise LadderlabError(f"model.d_model={cfg.d_model} must split into n_heads={cfg.n_heads} heads of even size")
     if cfg.n_heads % cfg.kv_heads:
         raise LadderlabError(f"model.n_kv_heads={cfg.kv_heads} must divide n_heads={cfg.n_heads}")
+    if cfg.remat_policy not in REMAT_POLICIES:
+        raise LadderlabError(f"model.remat_policy={cfg.remat_policy!r}: expected one of {', '.join(REMAT_POLICIES)}")
+    if cfg.platform not in ("auto", "cpu", "gpu", "tpu"):
+        raise LadderlabError(f"model.platform={cfg.platform!r}: expected auto, cpu, gpu or tpu")
+    if cfg.loss_chunk < 0:
+        raise LadderlabError(f"model.loss_chunk={cfg.loss_chunk} must be >= 0 (0 = one chunk)")
+
+
+# jax.checkpoint_policies that take no arguments (the rest need names or offload targets)
+REMAT_POLICIES = ("nothing_saveable", "everything_saveable", "dots_saveable", "checkpoint_dots",
+                  "dots_with_no_batch_dims_saveable", "checkpoint_dots_with_no_batch_dims")

@@ -28,16 +28,19 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> dict[str, float]:
-    """Training FLOPs per token: `6N` (non-embedding N) and `detailed` = 6 x matmul weights + attention.
+    """Training FLOPs per token (forward + backward = 3 x forward, 2 FLOPs a multiply-add; remat's recompute and
+    elementwise work not counted) under three conventions:
 
-    The detailed count takes every weight matrix touched per token (the output head too, tied or not; the input
-    lookup is a gather) and the full seq_len x seq_len attention maps, forward + backward = 3 x forward, as in
-    PaLM's appendix B and OLMo's counter.
+    `6N`: 6 x non-embedding parameters (Kaplan, Chinchilla's C = 6ND). `detailed`: 6 x every weight matrix a token
+    touches (the output head too, tied or not; the input lookup is a gather) + the full seq_len x seq_len attention
+    maps (PaLM appendix B, OLMo's counter). `causal`: the same with only the query-key pairs a causal mask keeps,
+    (seq_len + 1) / 2 keys per query on average: the exact count of useful work, which MFU uses.
     """
     D, q, kv = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     matmul = cfg.n_layers * (2 * D * q + 2 * D * kv + 3 * D * cfg.d_ff) + D * cfg.vocab_size
     attention = cfg.n_layers * 2 * seq_len * q  # QK^T and AV: 2 multiply-adds per (query, key, channel)
-    return {"6N": 6.0 * param_counts(cfg)["non_embedding"], "detailed": 6.0 * matmul + 6.0 * attention}
+    return {"6N": 6.0 * param_counts(cfg)["non_embedding"], "detailed": 6.0 * matmul + 6.0 * attention,
+            "causal": 6.0 * matmul + 6.0 * attention * (seq_len + 1) / (2 * seq_len)}
 
 
 def size_for(n_params: float, vocab_size: int, *, head_dim: int = 64, width_per_layer: int = 64,

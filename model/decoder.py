@@ -1,7 +1,9 @@
 """The decoder in Flax NNX: RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases (LLaMA / OLMo-2 family).
 
 Parameters are fp32 and carry logical axis names (`out_sharding`, resolved by `model.sharding`); compute runs in
-`compute_dtype` (bf16 on accelerators by default) with softmax, norms and logits in fp32. Shape letters:
+`compute_dtype` (bf16 on accelerators by default) with softmax, norms and logits in fp32. Attention runs by the
+kernel `model.attention.choose` picks; with `scan_layers` the blocks are one Block whose parameters carry a leading
+layer axis (logical name "layers"), run by `nnx.scan`. Shape letters:
 B batch, L length, D model width, H query heads, K key/value heads, G = H/K, E head width, F hidden, V vocab.
 """
 
@@ -11,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ladderlab.model import attention
 from ladderlab.model.config import ModelConfig, check_model
 from ladderlab.model.sharding import constrain
 
@@ -18,7 +21,7 @@ from ladderlab.model.sharding import constrain
 def compute_dtype(cfg: ModelConfig) -> jnp.dtype:
     """The activation dtype: bf16 on GPU/TPU and fp32 on CPU unless the config names one."""
     if cfg.compute_dtype == "auto":
-        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+        return jnp.float32 if cfg.backend == "cpu" else jnp.bfloat16
     return jnp.dtype(cfg.compute_dtype)
 
 
@@ -39,12 +42,17 @@ class RMSNorm(nnx.Module):
         return (y * self.scale[...]).astype(x.dtype)
 
 
-def rope(x_BxLxNxE: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
-    """Rotary position embedding, rotate-half convention, angles in fp32."""
-    half = x_BxLxNxE.shape[-1] // 2
+def rope_tables(positions_BxL: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """RoPE's (sin, cos), B x L x 1 x E/2 in fp32: made once per forward pass and shared by every layer."""
+    half = head_dim // 2
     freq_E2 = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angle_BxLx1xE2 = (positions_BxL.astype(jnp.float32)[..., None] * freq_E2)[:, :, None, :]
-    sin, cos = jnp.sin(angle_BxLx1xE2), jnp.cos(angle_BxLx1xE2)
+    return jnp.sin(angle_BxLx1xE2), jnp.cos(angle_BxLx1xE2)
+
+
+def rope(x_BxLxNxE: jax.Array, sin_cos: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotary position embedding, rotate-half convention, in fp32."""
+    sin, cos = sin_cos
     x1, x2 = jnp.split(x_BxLxNxE.astype(jnp.float32), 2, axis=-1)
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BxLxNxE.dtype)
 
@@ -58,21 +66,18 @@ class Attention(nnx.Module):
         self.wo = _weight(rngs, (H * E, D), ("heads", "embed"), cfg.init_std)
         self.q_norm = RMSNorm(H * E, "heads", cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(K * E, "kv", cfg.norm_eps) if cfg.qk_norm else None
-        self.shape, self.theta = (H, K, E), cfg.rope_theta
+        self.shape = (H, K, E)
+        self.kernel = attention.choose(cfg.attention, cfg.backend)
 
-    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_BxLxL: jax.Array) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, sin_cos: tuple[jax.Array, jax.Array],
+                 segment_ids_BxL: jax.Array | None) -> jax.Array:
         (H, K, E), (B, L, _), dt = self.shape, x_BxLxD.shape, x_BxLxD.dtype
         q, k, v = (x_BxLxD @ w[...].astype(dt) for w in (self.wq, self.wk, self.wv))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q_BxLxKxGxE = rope(q.reshape(B, L, H, E), positions_BxL, self.theta).reshape(B, L, K, H // K, E)
-        k_BxLxKxE = rope(k.reshape(B, L, K, E), positions_BxL, self.theta)
-        v_BxLxKxE = v.reshape(B, L, K, E)
-        att_BxKxGxLxL = jnp.einsum("bqkge,bske->bkgqs", q_BxLxKxGxE, k_BxLxKxE, preferred_element_type=jnp.float32)
-        att_BxKxGxLxL = jnp.where(mask_BxLxL[:, None, None], att_BxKxGxLxL * E**-0.5, jnp.finfo(jnp.float32).min)
-        probs_BxKxGxLxL = jax.nn.softmax(att_BxKxGxLxL, axis=-1).astype(dt)
-        out_BxLxKxGxE = jnp.einsum("bkgqs,bske->bqkge", probs_BxKxGxLxL, v_BxLxKxE)
-        return out_BxLxKxGxE.reshape(B, L, H * E) @ self.wo[...].astype(dt)
+        q_BxLxHxE, k_BxLxKxE = rope(q.reshape(B, L, H, E), sin_cos), rope(k.reshape(B, L, K, E), sin_cos)
+        out_BxLxHxE = attention.attend(self.kernel, q_BxLxHxE, k_BxLxKxE, v.reshape(B, L, K, E), segment_ids_BxL)
+        return out_BxLxHxE.reshape(B, L, H * E) @ self.wo[...].astype(dt)
 
 
 class SwiGLU(nnx.Module):
@@ -96,53 +101,101 @@ class Block(nnx.Module):
         self.mlp = SwiGLU(cfg, rngs)
         self.norm_after = cfg.norm_after
 
-    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_BxLxL: jax.Array) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, sin_cos: tuple[jax.Array, jax.Array],
+                 segment_ids_BxL: jax.Array | None) -> jax.Array:
         if self.norm_after:  # OLMo-2: normalise each branch's output
-            x_BxLxD = x_BxLxD + self.attn_norm(self.attn(x_BxLxD, positions_BxL, mask_BxLxL))
+            x_BxLxD = x_BxLxD + self.attn_norm(self.attn(x_BxLxD, sin_cos, segment_ids_BxL))
             return x_BxLxD + self.mlp_norm(self.mlp(x_BxLxD))
-        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, mask_BxLxL)
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), sin_cos, segment_ids_BxL)
         return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
 
 
-def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
-    """True where query i may see key j: j <= i and both in the same packed document."""
-    L = segment_ids_BxL.shape[1]
-    causal_LxL = jnp.tril(jnp.ones((L, L), bool))
-    return causal_LxL[None] & (segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :])
-
-
 class Decoder(nnx.Module):
-    """Token ids -> fp32 next-token logits. Packed rows: `positions` restart and attention stays in a segment."""
+    """Token ids -> fp32 next-token logits. Packed rows: `positions` restart and attention stays in a segment.
+
+    `hidden` (the final-normed states) and `head_matrix()` (the output matrix) are the pieces the chunked loss
+    (`model.loss`) takes instead of the logits.
+    """
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         check_model(cfg)
         self.embed = _weight(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.init_std)
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        if cfg.scan_layers:
+            self.blocks = _stacked_blocks(cfg, rngs)
+        else:
+            self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_norm = RMSNorm(cfg.d_model, "norm", cfg.norm_eps)
         tied = cfg.tie_embeddings
         self.head = None if tied else _weight(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), cfg.init_std)
-        self.dtype, self.remat = compute_dtype(cfg), cfg.remat
+        self.dtype, self.scan, self.loss_chunk = compute_dtype(cfg), cfg.scan_layers, cfg.loss_chunk
+        self.head_dim, self.rope_theta = cfg.head_dim, cfg.rope_theta
+        self.remat = getattr(jax.checkpoint_policies, cfg.remat_policy) if cfg.remat else None
 
     def __call__(self, inputs_BxL: jax.Array, positions_BxL: jax.Array | None = None,
                  segment_ids_BxL: jax.Array | None = None) -> jax.Array:
+        return self.logits(self.hidden(inputs_BxL, positions_BxL, segment_ids_BxL))
+
+    def hidden(self, inputs_BxL: jax.Array, positions_BxL: jax.Array | None = None,
+               segment_ids_BxL: jax.Array | None = None) -> jax.Array:
+        """The final-normed hidden states (B x L x D, compute dtype): the input of the output projection."""
         table_VxD = constrain(self.embed[...], (None, None))  # gathered whole, as FSDP gathers every weight
         x_BxLxD = jnp.take(table_VxD, inputs_BxL, axis=0).astype(self.dtype)
-        return self.from_embedded(x_BxLxD, positions_BxL, segment_ids_BxL)
+        return self.trunk(x_BxLxD, positions_BxL, segment_ids_BxL)
 
     def from_embedded(self, x_BxLxD: jax.Array, positions_BxL: jax.Array | None = None,
                       segment_ids_BxL: jax.Array | None = None) -> jax.Array:
-        """The network after the embedding lookup (separate so tests can differentiate through the inputs)."""
+        """The logits from embedded inputs (separate so tests can differentiate through the inputs)."""
+        return self.logits(self.trunk(x_BxLxD, positions_BxL, segment_ids_BxL))
+
+    def trunk(self, x_BxLxD: jax.Array, positions_BxL: jax.Array | None = None,
+              segment_ids_BxL: jax.Array | None = None) -> jax.Array:
+        """The blocks and the final norm. No segment ids: one causal document per row."""
         B, L, _ = x_BxLxD.shape
         if positions_BxL is None:
             positions_BxL = jnp.broadcast_to(jnp.arange(L), (B, L))
-        if segment_ids_BxL is None:
-            segment_ids_BxL = jnp.ones((B, L), jnp.int32)
-        mask_BxLxL = attention_mask(segment_ids_BxL)
-        run = nnx.remat(Block.__call__) if self.remat else Block.__call__  # remat: recompute in the backward pass
-        for block in self.blocks:
-            x_BxLxD = constrain(run(block, constrain(x_BxLxD, ("batch", None, None)), positions_BxL, mask_BxLxL),
-                                ("batch", None, None))
-        x_BxLxD = self.final_norm(x_BxLxD)
+        sin_cos = rope_tables(positions_BxL, self.head_dim, self.rope_theta)
+        run = Block.__call__ if self.remat is None else nnx.remat(Block.__call__, policy=self.remat)
+
+        def layer(block: Block, x_BxLxD: jax.Array) -> jax.Array:
+            x_BxLxD = run(block, constrain(x_BxLxD, ("batch", None, None)), sin_cos, segment_ids_BxL)
+            return constrain(x_BxLxD, ("batch", None, None))
+
+        if self.scan:
+            x_BxLxD = nnx.scan(layer, in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
+                               transform_metadata={nnx.PARTITION_NAME: "layers"})(self.blocks, x_BxLxD)
+        else:
+            for block in self.blocks:
+                x_BxLxD = layer(block, x_BxLxD)
+        return self.final_norm(x_BxLxD)
+
+    def head_matrix(self) -> jax.Array:
+        """The output matrix D x V in the compute dtype (the input embedding's transpose when tied)."""
         head_DxV = self.embed[...].T if self.head is None else self.head[...]
-        logits_BxLxV = jnp.dot(x_BxLxD, head_DxV.astype(self.dtype), preferred_element_type=jnp.float32)
+        return head_DxV.astype(self.dtype)
+
+    def logits(self, x_BxLxD: jax.Array) -> jax.Array:
+        """fp32 logits of final-normed hidden states."""
+        logits_BxLxV = jnp.dot(x_BxLxD, self.head_matrix(), preferred_element_type=jnp.float32)
         return constrain(logits_BxLxV, ("batch", None, "vocab"))
+
+
+def _stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> Block:
+    """One Block whose every parameter has a leading n_layers axis, each layer drawn from its own key."""
+    @nnx.split_rngs(splits=cfg.n_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make(rngs: nnx.Rngs) -> Block:
+        return Block(cfg, rngs)
+
+    return make(rngs)
+
+
+def stack_layers(params: dict) -> dict:
+    """Pure parameters of an unrolled decoder ({"blocks": {0: ..., 1: ...}}) in the scan layout (leading layer axis)."""
+    blocks = params["blocks"]
+    return {**params, "blocks": jax.tree.map(lambda *ws: jnp.stack(ws), *(blocks[i] for i in range(len(blocks))))}
+
+
+def unstack_layers(params: dict) -> dict:
+    """The inverse of `stack_layers`: scan-layout parameters as {"blocks": {0: ..., 1: ...}}."""
+    n = jax.tree.leaves(params["blocks"])[0].shape[0]
+    return {**params, "blocks": {i: jax.tree.map(lambda w: w[i], params["blocks"]) for i in range(n)}}

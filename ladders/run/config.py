@@ -61,7 +61,8 @@ RESUME_FREE: dict[str, str] = {
                     "what is logged or evaluated, and when (eval batches are padded and masked: any size gives the "
                     "same numbers)"),
     **dict.fromkeys(("checkpoint_every", "keep_last", "keep_every"), "when checkpoints are saved and kept"),
-    **dict.fromkeys(("distributed", "mesh", "grad_accum", "model.compute_dtype", "model.remat"),
+    **dict.fromkeys(("distributed", "mesh", "grad_accum", "model.compute_dtype", "model.remat",
+                     "model.remat_policy", "model.attention", "model.loss_chunk", "model.platform"),
                     "how the same update is computed (processes, layout, memory, precision: float rounding only; "
                     "compute_dtype 'auto' already changes with the hardware)"),
     **dict.fromkeys(("data.train_tokens", "data.max_epochs", "data.on_overrepeat"),

@@ -1,4 +1,5 @@
-"""The pure train and eval steps over (graphdef, state): masked cross-entropy, z-loss, accumulation, AdamW.
+"""The pure train and eval steps over (graphdef, state): masked cross-entropy (chunked, `model.loss`), z-loss,
+accumulation, AdamW.
 
 The train state is a plain dict {"params": pure dict, "opt": optax state, "step": int32}; `jit_train_step`
 compiles it with explicit in/out shardings and donates the old state, so one copy of it lives on the devices.
@@ -9,7 +10,7 @@ one model shape that differ only in lr, warm-up, steps or schedule share one jit
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +20,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ladderlab.errors import LadderlabError
-from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.ladders.run.schedule import make_schedule
 from ladderlab.ladders.run.state import FrozenTree
+from ladderlab.model.loss import logit_sums
+
+if TYPE_CHECKING:  # only its fields are read, so the step imports without gin (benchmarks/device_check.py)
+    from ladderlab.ladders.run.config import TrainConfig
 
 BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "mask")
 
@@ -66,28 +70,21 @@ def _adamw(b1: float, b2: float, eps: float, weight_decay: float, clip_norm: flo
 def token_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array],
                z_loss: float = 0.0) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     """(objective, (sum of CE, sum of logsumexp^2, real tokens)) over the masked targets of one batch."""
-    return _loss_sums(_logits(graphdef, params, batch), batch, z_loss)
+    ce, z2 = _sums(graphdef, params, batch, hits=False)
+    return ce + z_loss * z2, (ce, z2, jnp.sum(batch["mask"].astype(jnp.float32)))
 
 
 def eval_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]) -> tuple[jax.Array, ...]:
     """(sum of CE, top-1 correct predictions, real tokens) over the masked targets of one eval batch."""
-    logits_BxLxV = _logits(graphdef, params, batch)
-    _, (ce, _, tokens) = _loss_sums(logits_BxLxV, batch, 0.0)
-    hit_BxL = jnp.argmax(logits_BxLxV, axis=-1) == batch["targets"]
-    return ce, jnp.sum(hit_BxL * batch["mask"].astype(jnp.float32)), tokens
+    ce, _, hits = _sums(graphdef, params, batch, hits=True)
+    return ce, hits, jnp.sum(batch["mask"].astype(jnp.float32))
 
 
-def _logits(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]) -> jax.Array:
-    return nnx.merge(graphdef, params)(batch["inputs"], batch["positions"], batch["segment_ids"])
-
-
-def _loss_sums(logits_BxLxV: jax.Array, batch: dict[str, jax.Array],
-               z_loss: float) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
-    logz_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-    target_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
-    mask_BxL = batch["mask"].astype(jnp.float32)
-    ce, z2 = jnp.sum((logz_BxL - target_BxL) * mask_BxL), jnp.sum(logz_BxL**2 * mask_BxL)
-    return ce + z_loss * z2, (ce, z2, jnp.sum(mask_BxL))
+def _sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array], hits: bool) -> tuple[jax.Array, ...]:
+    """The model's chunked output projection + cross-entropy sums (`model.loss.logit_sums`) on one batch."""
+    model = nnx.merge(graphdef, params)
+    x_BxLxD = model.hidden(batch["inputs"], batch["positions"], batch["segment_ids"])
+    return logit_sums(x_BxLxD, model.head_matrix(), batch["targets"], batch["mask"], model.loss_chunk, hits)
 
 
 def train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, state: dict[str, Any],

@@ -7,6 +7,7 @@ init or `init_from`'s parameters, or resumes the run's own checkpoint.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -86,18 +87,33 @@ class Trainer:
                 for k in BATCH_KEYS}
 
     def compile(self) -> dict[str, Any]:
-        """Lower and compile the train step for this mesh without allocating anything; return its cost figures."""
+        """Lower and compile the train step for this mesh without allocating anything; return its cost figures.
+        A compiler that finds the step too large for its devices' memory (libtpu's RESOURCE_EXHAUSTED) gives the
+        memory it said it needs as `hbm_gib_per_device` and its message as `out_of_memory`."""
         seq = self.cfg.data.seq_len
         batch = {k: jax.ShapeDtypeStruct((self.cfg.batch_size, seq), np.float32 if k == "mask" else np.int32,
                                          sharding=self.batch_sharding) for k in BATCH_KEYS}
-        with jax.set_mesh(self.mesh):
-            compiled = self.step.lower(self.abstract, batch, jax.ShapeDtypeStruct((), np.float32)).compile()
+        head = {"mesh": dict(self.mesh.shape), "devices": self.mesh.size}
+        try:
+            with jax.set_mesh(self.mesh):
+                compiled = self.step.lower(self.abstract, batch, jax.ShapeDtypeStruct((), np.float32)).compile()
+        except jax.errors.JaxRuntimeError as e:
+            needed = re.search(r"\((\d+(?:\.\d+)?)([KMGT])\)", str(e))
+            if not str(e).startswith("RESOURCE_EXHAUSTED") or not needed:
+                raise
+            gib = float(needed[1]) * 1024.0 ** ("KMGT".index(needed[2]) - 2)
+            return {**head, "bytes_per_device": {}, "hbm_gib_per_device": gib, "flops_per_device": None,
+                    "out_of_memory": str(e).splitlines()[0], **_plan(self.cfg)}
         memory, per_device = compiled.memory_analysis(), {}
-        for name in MEMORY if memory is not None else ():
+        for name in (*MEMORY, "alias") if memory is not None else ():
             size = getattr(memory, f"{name}_size_in_bytes", None)
             per_device.update({name: size, f"{name}_gib": None if size is None else size / 2**30})
-        return {"mesh": dict(self.mesh.shape), "devices": self.mesh.size, "bytes_per_device": per_device,
-                **_plan(self.cfg)}
+        # what the step holds in device memory at once: inputs, outputs not donated into them, temps and code
+        hbm = sum(per_device.get(k) or 0 for k in MEMORY) - (per_device.get("alias") or 0)
+        cost = compiled.cost_analysis()
+        cost = (cost[0] if isinstance(cost, list) else cost) or {}
+        return {**head, "bytes_per_device": per_device, "hbm_gib_per_device": hbm / 2**30,
+                "flops_per_device": float(cost.get("flops", 0.0)), **_plan(self.cfg)}
 
 
 def train(cfg: TrainConfig, batches: Iterator | None = None,
@@ -169,15 +185,31 @@ def check_vocab(cfg: TrainConfig) -> None:
 
 
 def compile_report(doc: dict[str, Any]) -> str:
-    """`Trainer.compile`'s figures as lines: mesh, parameters, per-device memory in GiB, tokens, FLOPs per token."""
-    lines = [f"mesh {' x '.join(f'{k} {v}' for k, v in doc['mesh'].items())} ({doc['devices']} devices)",
+    """`Trainer.compile`'s figures as lines: the slice compiled for, mesh, parameters, tokens, FLOPs per token and
+    per device, per-device memory in GiB, and (for a TPU topology) whether it fits the chip's HBM."""
+    topo = doc.get("topology")
+    lines = [f"TPU {topo['name']} ({topo['topology']}: {topo['chips']} chips on {topo['hosts']} hosts, "
+             f"{topo['hbm_gib']:g} GiB HBM and {topo['peak_flops'] / 1e12:g} bf16 TFLOP/s per chip), compiled by "
+             "libtpu on this host"] if topo else []
+    lines += [f"mesh {' x '.join(f'{k} {v}' for k, v in doc['mesh'].items())} ({doc['devices']} devices)",
              f"parameters {doc['params']['total']:,} ({doc['params']['non_embedding']:,} non-embedding)",
              f"tokens per step {doc['tokens_per_step']:,}, FLOPs per token {doc['flops_per_token']['detailed']:.4g} "
              f"(6N {doc['flops_per_token']['6N']:.4g})"]
     memory = doc["bytes_per_device"]
     lines += [f"per device {name.replace('_', ' ')}: {memory[f'{name}_gib']:,.3f} GiB ({memory[name]:,} bytes)"
-              for name in MEMORY if memory.get(name) is not None]
-    return "\n".join(lines)
+              for name in (*MEMORY, "alias") if memory.get(name) is not None]
+    if doc["flops_per_device"] is not None:
+        lines.append(f"FLOPs per device per step {doc['flops_per_device']:.4g} by XLA's cost analysis (a loop's "
+                     "body counted once)")
+    hbm = f"HBM per device {doc['hbm_gib_per_device']:,.2f} GiB (argument + output + temp + code - aliased)"
+    if "out_of_memory" in doc:
+        lines.append(f"the compiler: {doc['out_of_memory']}")
+        hbm = f"HBM per device at least {doc['hbm_gib_per_device']:,.2f} GiB (the compiler's figure)"
+    if topo:
+        lines.append(f"step time at the chips' peak {doc['step_s_at_peak']:.4g} s (FLOPs per token with causal "
+                     f"attention at half: {doc['flops_per_token']['causal']:.4g})")
+        hbm += f": {'fits' if doc['fits'] else 'does not fit'} in the chip's {topo['hbm_gib']:g} GiB"
+    return "\n".join([*lines, hbm])
 
 
 def _plan(cfg: TrainConfig) -> dict[str, Any]:

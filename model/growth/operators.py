@@ -53,6 +53,9 @@ def growth_dim(src: ModelConfig, dst: ModelConfig) -> Dim:
     """'depth' or 'width': which way src grows into dst; one clear error when it cannot."""
     check_model(src)
     check_model(dst)
+    if src.scan_layers or dst.scan_layers:
+        raise LadderlabError("growth: operators take the unrolled layout; set model.scan_layers=False for both models "
+                             "(model.decoder.unstack_layers / stack_layers convert trained parameters)")
     if dst.n_layers != src.n_layers:
         same = dataclasses.replace(dst, n_layers=src.n_layers) == src
         if not same:

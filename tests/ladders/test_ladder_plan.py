@@ -59,6 +59,7 @@ def test_designed_mixtures_come_from_the_mixing_law_design():
     (dict(design=3), ["design_domains"]),
     (dict(shapes={"odd": (30, 1, 4, 64)}), ["n_heads=4"]),
     (dict(multiples=(0.0,)), ["multiples"]),
+    (dict(model_options={"remat": True, "dmodel": 8}), ["model_options: dmodel is not one of", "scan_layers"]),
 ])
 def test_bad_specs_are_one_line_errors(change, words):
     with pytest.raises(LadderlabError) as e:
@@ -79,3 +80,30 @@ def test_cli_plan_prints_every_run(tmp_path, capsys):
     assert "8 runs" in out and "25k-4xC-equal-s1" in out
     assert main(["ladder", "plan", str(cfg), "--set", "sizes=(10.0,)"]) == 2
     assert "too far from the shape rule" in capsys.readouterr().err
+
+
+def test_model_options_reach_every_run_of_sizes_and_shapes():
+    cfg = LadderConfig(sizes=(8e3,), shapes={"w": (32, 2, 4, 64)}, multiples=(1.0,), width_per_layer=32,
+                       model_options={"remat": True, "scan_layers": True, "qk_norm": False})
+    models = [r.model for r in plan(cfg)]
+    assert len(models) == 2 and all(m.remat and m.scan_layers and not m.qk_norm for m in models)
+
+
+def test_plan_topology_checks_mfu_and_the_mesh_before_compiling(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # what --topology sets stays in this test
+    cfg = tmp_path / "l.gin"
+    cfg.write_text("LadderConfig.sizes = (8e3,)\nLadderConfig.width_per_layer = 32\n")
+    assert main(["ladder", "plan", str(cfg), "--topology", "v5e-4", "--mfu", "1.5"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["ladder", "plan", str(cfg), "--topology", "v5e-4", "--set", "mesh=(1,8,1)"]) == 2
+    assert "mesh=(1, 8, 1) does not match --topology v5e-4 (v5e:2x2, 4 chips)" in capsys.readouterr().err
+
+
+def test_the_tpu_ladder_config_plans_the_olmo_shapes():
+    from ladderlab.config import load_config
+
+    runs = plan(load_config(LadderConfig, "configs/ladder_tpu.gin"))
+    shapes = {r.size: (r.model.d_model, r.model.n_layers, r.model.n_heads, r.model.d_ff, r.batch_size) for r in runs}
+    assert shapes == {"190M": (768, 12, 12, 3072, 80), "760M": (1536, 16, 16, 6144, 256),
+                      "1.3B": (2048, 16, 16, 8192, 368)}
+    assert len(runs) == 12 and all(r.model.remat and r.model.scan_layers for r in runs)

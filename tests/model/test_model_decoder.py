@@ -13,7 +13,7 @@ from flax import nnx
 from ladderlab.errors import LadderlabError
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import flops_per_token, param_counts, size_for
-from ladderlab.model.decoder import Decoder
+from ladderlab.model.decoder import Decoder, stack_layers, unstack_layers
 
 OLMO_190M = ModelConfig(vocab_size=100_352, d_model=768, n_layers=12, n_heads=12, d_ff=3072, qk_norm=True,
                         norm_after=True)
@@ -28,6 +28,16 @@ def test_olmo_190m_counts():
     assert flops_per_token(OLMO_190M, 4096)["6N"] == 6 * 190_354_176
     # 12 x (4 x 768^2 + 3 x 768 x 3072) + 768 x 100352 matmul weights, plus 12 x 2 x 4096 x 768 attention
     assert flops_per_token(OLMO_190M, 4096)["detailed"] == 6 * (12 * 9_437_184 + 77_070_336) + 6 * 75_497_472
+    # causal: each query sees (4096 + 1) / 2 keys on average, so attention counts 4097 / 8192 of the full maps
+    causal = 6 * (12 * 9_437_184 + 77_070_336) + 6 * 75_497_472 * 4097 / 8192
+    assert flops_per_token(OLMO_190M, 4096)["causal"] == causal
+
+
+def test_causal_flops_count_the_pairs_a_causal_mask_keeps():
+    cfg = ModelConfig(vocab_size=10, d_model=8, n_layers=1, n_heads=2, d_ff=16)  # q width 8, one layer
+    pairs = sum(i + 1 for i in range(4))  # a 4-token row: query i sees keys 0..i
+    full, causal = (flops_per_token(cfg, 4)[k] for k in ("detailed", "causal"))
+    assert full - causal == 6 * 2 * 8 * (4 * 4 - pairs) / 4  # QK^T and AV, per (query, key, channel), per token
 
 
 @pytest.mark.parametrize("cfg", [TINY, ModelConfig(vocab_size=64, d_model=32, n_heads=2, d_ff=48, tie_embeddings=True)])
@@ -103,3 +113,32 @@ def test_remat_gives_the_same_gradients():
         grads.append(jax.jit(jax.grad(lambda p: nnx.merge(graphdef, p)(tokens).sum()))(params))
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_over_layers_equals_unrolled_in_loss_and_gradients(remat):
+    cfg = dataclasses.replace(TINY, remat=remat, remat_policy="dots_saveable")
+    tokens = (jnp.arange(16).reshape(2, 8) * 7) % 64
+    segments = jnp.array([[1] * 5 + [2] * 3, [1] * 8])
+    graphdef, params = nnx.split(Decoder(cfg, nnx.Rngs(0)))
+    scan_graphdef, scan_abstract = nnx.split(nnx.eval_shape(
+        lambda: Decoder(dataclasses.replace(cfg, scan_layers=True), nnx.Rngs(0))))
+    assert scan_abstract["blocks"]["attn"]["wq"].shape == (2, 32, 32)  # one stacked block, layers first
+    stacked = stack_layers(nnx.to_pure_dict(params))
+
+    def loss(graphdef):
+        def fn(p):
+            logits = nnx.merge(graphdef, p)(tokens, None, segments)
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], axis=-1))
+        return jax.jit(jax.value_and_grad(fn))
+
+    value, grads = loss(graphdef)(nnx.to_pure_dict(params))
+    scan_value, scan_grads = loss(scan_graphdef)(stacked)
+    assert float(scan_value) == pytest.approx(float(value), abs=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(unstack_layers(scan_grads))):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
+def test_bad_remat_policy_is_a_one_line_error():
+    with pytest.raises(LadderlabError, match="model.remat_policy='save_only_these_names': expected one of"):
+        Decoder(dataclasses.replace(TINY, remat_policy="save_only_these_names"), nnx.Rngs(0))

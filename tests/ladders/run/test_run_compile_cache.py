@@ -40,3 +40,13 @@ def test_runs_differing_in_lr_warmup_and_steps_compile_one_step(tmp_path, fake_b
     np.testing.assert_allclose(_losses(tmp_path / "a"), BEFORE_A, rtol=0, atol=1e-6)
     np.testing.assert_allclose(_losses(tmp_path / "b"), BEFORE_B, rtol=0, atol=1e-6)
     assert Trainer(dataclasses.replace(A, z_loss=1e-4), devices).step is not step  # other step arithmetic
+
+
+def test_compile_reports_what_the_step_holds_per_device():
+    # on 4 fake CPU devices: HBM per device = arguments + outputs + temps + code - the donated state's aliased outputs
+    doc = Trainer(dataclasses.replace(A, mesh=(1, 4, 1)), jax.devices()[:4]).compile()
+    memory = doc["bytes_per_device"]
+    held = memory["argument"] + memory["output"] + memory["temp"] + memory["generated_code"] - memory["alias"]
+    assert doc["hbm_gib_per_device"] == held / 2**30 and memory["alias_gib"] == memory["alias"] / 2**30
+    assert 0 < memory["alias"] <= memory["output"]  # the state is donated
+    assert doc["flops_per_device"] > 0 and "fits" not in doc  # a verdict needs a chip (`--topology`)

@@ -197,5 +197,7 @@ def test_bad_growth_shapes_raise_one_clear_error(trained):
         growth_dim(SMALL, dataclasses.replace(WIDE, n_layers=4))
     with pytest.raises(LadderlabError, match="operator 'stacking'"):
         grow(trained, SMALL, DEEP, "stacking")
+    with pytest.raises(LadderlabError, match="operators take the unrolled layout; set model.scan_layers=False"):
+        growth_dim(SMALL, dataclasses.replace(DEEP, scan_layers=True))
     assert small_model(DEEP, 3, "depth") == dataclasses.replace(DEEP, n_layers=2)
     assert small_model(dataclasses.replace(SMALL, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64), 4, "width") == SMALL
