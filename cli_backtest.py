@@ -16,7 +16,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--anchors", metavar="DIR", help="a folder of real result sets (shared/anchors layout): adds the "
                                                     "OLMo ladder, full copies replace the bundled excerpts")
     p.add_argument("--sets", type=names_arg,
-                   help="only these sets (overtraining, datablations; with --anchors olmo-ladder, olmo-wsd-ladder; csv)")
+                   help="only these sets (overtraining, datablations; with --anchors olmo-ladder, olmo-wsd-ladder, "
+                        "olmo-wsd-annealing, regmix-folds; csv)")
     p.add_argument("--csv", "--runs", dest="csv", metavar="CSV", help="your runs table: fit on all sizes but the "
                                                                       "largest (at least 4 sizes), predict the largest")
     p.add_argument("--n", help="--csv: parameter-count column (the size runs are split on)")

@@ -1,5 +1,6 @@
 """Fit small, predict large, score: every cut of every set, bootstrap intervals on the reported splits, and the
-before/after table (today's bootstrap intervals against calibrated ones, calibrated without the set scored)."""
+before/after table (today's bootstrap intervals against calibrated ones, calibrated without the set scored).
+Curve sets (the annealing law) and fold sets (the mixing law) are scored with their own intervals, uncalibrated."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from threadpoolctl import threadpool_limits
 
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.backtest.calibration import Calibration, Residuals, calibrate, distance
-from ladderlab.scaling.backtest.sets import BacktestSet
+from ladderlab.scaling.backtest.sets import AnySet, BacktestSet, CurveSet, FoldSet
 from ladderlab.scaling.engine.bootstrap import bootstrap
 from ladderlab.scaling.engine.law import FittedLaw, fit_law
 from ladderlab.scaling.engine.parallel import map_jobs
+from ladderlab.scaling.laws.annealing import curve_areas, fit_curves
 from ladderlab.scaling.laws.chinchilla import Chinchilla
 from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.mixing.model import FOLDS, MixingModel, cv_scores, fit_mixing_model, folds_of
 
 
 def method_inputs(method: str, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -148,12 +151,85 @@ def _metrics(mape: float, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict
             "width_90_pct": float(np.mean((hi - lo) / y) * 100) if has else None, "n_targets": int(len(y))}
 
 
-def backtest(sets: Mapping[str, BacktestSet], shipped: Residuals, n_boot: int = 200, seed: int = 0,
+def _curve_table(job: tuple) -> list[dict[str, Any]]:
+    """One loss column of a curve set: the annealing law fitted on the small runs' every logged step (bootstrap over
+    whole runs), each target branch's final loss predicted with its 90% interval."""
+    split, label, curves, fit_max_n, targets, n_boot, seed = job
+    with threadpool_limits(1):
+        fitted = fit_curves([c for c in curves if c.n <= fit_max_n], bootstrap=n_boot, seed=seed)
+    rows = []
+    for c in (c for c in curves if c.run in targets):
+        s1, s2 = curve_areas(c, fitted.law.lam)
+        at = {k: np.array([v]) for k, v in (("S1", s1[c.last - 1]), ("S2", s2[c.last - 1]), ("N", c.n))
+              if k in fitted.law.inputs}
+        lo, hi = fitted.interval(0.9, **at) if fitted.boot_BxP is not None else (np.full(1, np.nan),) * 2
+        rows.append({"split": split, "method": "annealing", "table": label, "run": c.run,
+                     "pred": float(fitted.predict(**at)[0]), "actual": float(c.loss[np.argmax(c.steps)]),
+                     "lo": float(lo[0]), "hi": float(hi[0])})
+    return rows
+
+
+def _fold_table(job: tuple) -> list[dict[str, Any]]:
+    """One loss column of a fold set: every run predicted by the mixing law ("auto": plain or log by held-out
+    error) fitted without its fold; its 90% interval from the held-out errors of the other folds' runs."""
+    split, label, proportions, y, seed = job
+    with threadpool_limits(1):
+        model = fit_mixing_model(proportions, {label: y}, seed=seed)
+    fold = folds_of(len(y), min(FOLDS, len(y)), seed)  # the folds fit_mixing_model held out
+    oof = model.oof[label]
+    lo, hi = np.empty_like(oof), np.empty_like(oof)
+    for f in np.unique(fold):
+        held = fold == f
+        others = MixingModel(model.domains, model.laws, {label: oof[~held]}, {label: y[~held]}, model.cv)
+        lo[held], hi[held] = others.interval(oof[held], {label: 1.0})
+    rho = cv_scores(oof, y)["spearman"]
+    return [{"split": split, "method": "mixing-law", "table": label, "run": i, "pred": float(oof[i]),
+             "actual": float(y[i]), "lo": float(lo[i]), "hi": float(hi[i]), "spearman": rho} for i in range(len(y))]
+
+
+def run_whole(sets: Mapping[str, CurveSet | FoldSet], n_boot: int = 200, seed: int = 0,
+              workers: int | None = None) -> list[dict[str, Any]]:
+    """Every loss column of the curve and fold sets scored, one prediction row per target run."""
+    jobs = [(_curve_table, (s.split, label, curves, s.fit_max_n, s.targets, n_boot, seed))
+            for s in sets.values() if isinstance(s, CurveSet) for label, curves in s.curves.items()]
+    jobs += [(_fold_table, (s.split, label, s.proportions, y, seed))
+             for s in sets.values() if isinstance(s, FoldSet) for label, y in s.losses.items()]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    return [row for rows in map_jobs(_call, jobs, workers) for row in rows]
+
+
+def _call(job: tuple) -> Any:
+    fn, args = job
+    return fn(args)
+
+
+def score_whole(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{split: {method: {mape, coverage_90, width_90_pct, n_targets[, spearman]}}} of curve and fold set rows
+    (spearman: held-out rank correlation averaged over the loss columns)."""
+    out: dict[str, dict[str, Any]] = {}
+    for split, method in dict.fromkeys((r["split"], r["method"]) for r in rows):
+        sel = [r for r in rows if r["split"] == split and r["method"] == method]
+        y, pred = np.array([r["actual"] for r in sel]), np.array([r["pred"] for r in sel])
+        lo, hi = np.array([r["lo"] for r in sel]), np.array([r["hi"] for r in sel])
+        metrics = _metrics(float(np.mean(np.abs(pred / y - 1)) * 100), y, lo, hi)
+        if "spearman" in sel[0]:
+            metrics["spearman"] = float(np.mean(list({r["table"]: r["spearman"] for r in sel}.values())))
+        out.setdefault(split, {})[method] = metrics
+    return out
+
+
+def backtest(sets: Mapping[str, AnySet], shipped: Residuals, n_boot: int = 200, seed: int = 0,
              warm: bool = True, workers: int | None = None) -> tuple[dict[str, Any], Residuals, list[dict[str, Any]]]:
-    """Backtest `sets`; score each against a calibration built from every other family (this run's residuals
-    replacing the shipped ones of the families it ran). Returns the scores, the residual pool and the rows."""
-    rows = run_splits(sets, n_boot, seed, warm, workers)
+    """Backtest `sets`; score each ladder set against a calibration built from every other family (this run's
+    residuals replacing the shipped ones of the families it ran), curve and fold sets with their own intervals.
+    Returns the scores, the residual pool and the ladder sets' rows."""
+    ladders = {k: s for k, s in sets.items() if isinstance(s, BacktestSet)}
+    rows = run_splits(ladders, n_boot, seed, warm, workers)
     fresh = [r for r in rows if not r["family"].startswith("csv:")]
     pool = shipped.replacing(residuals(fresh)) if fresh else shipped
     families = sorted({r["family"] for r in rows})
-    return score(rows, {f: calibrate(pool.without([f])) for f in families}), pool, rows
+    doc = score(rows, {f: calibrate(pool.without([f])) for f in families})
+    whole = {k: s for k, s in sets.items() if not isinstance(s, BacktestSet)}
+    if whole:
+        doc.update(score_whole(run_whole(whole, n_boot, seed, workers)))
+    return doc, pool, rows

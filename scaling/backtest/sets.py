@@ -15,7 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.scaling.mixing.table import read_mixture_table
 from ladderlab.scaling.tables.columns import read_columns, read_filtered
+from ladderlab.scaling.tables.curves import Curve, read_curves
 from ladderlab.scaling.tables.olmo import OLMO_N, read_olmo_ladder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "bundled"
@@ -49,6 +51,30 @@ class BacktestSet:
     tables: tuple[Table, ...]
     splits: tuple[Split, ...]
     min_sizes: int = 3  # cuts with fewer fitted sizes are not backtested
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """Whole loss curves per loss column (constant runs and their decay branches): the annealing law fitted on every
+    logged step of the runs of N <= fit_max_n predicts the final loss of each `targets` branch."""
+
+    family: str
+    source: str
+    split: str
+    curves: dict[str, tuple[Curve, ...]]
+    fit_max_n: float
+    targets: tuple[str, ...]  # run ids of the predicted branches
+
+
+@dataclass(frozen=True)
+class FoldSet:
+    """Mixture runs: shares per training domain and losses per validation column, scored by held-out folds."""
+
+    family: str
+    source: str
+    split: str
+    proportions: dict[str, np.ndarray]
+    losses: dict[str, np.ndarray]
 
 
 def overtraining(path: Path) -> BacktestSet:
@@ -85,6 +111,27 @@ def olmo_wsd_ladder(folder: Path, multiples: Sequence[float] = (1, 2, 5, 10)) ->
     return _olmo_set(folder, multiples, (Split("olmo-wsd-3.2B", OLMO_N["1B"], OLMO_N["3B"]),))
 
 
+def olmo_wsd_annealing(root: Path, multiples: Sequence[float] = (1, 2, 5, 10)) -> CurveSet:
+    """The OLMo WSD ladder (root/peteish-moreeval-{const,decay}) with the annealing law: fitted on every logged step
+    of the 190M-1.3B constant runs and their decay branches, predict the 3.2B branches' final losses (the same
+    targets as `olmo_wsd_ladder`)."""
+    const, decay = root / "peteish-moreeval-const", root / "peteish-moreeval-decay"
+    columns = [c for c in read_olmo_ladder(decay).cols if c.startswith("val/")]
+    curves = {c[4:]: tuple(read_curves(const, c, decay)) for c in columns}
+    any_curves = next(iter(curves.values()))
+    targets = tuple(c.run for c in any_curves if c.n == OLMO_N["3B"] and c.start > 0
+                    and any(c.run.endswith(f"-{m:g}xC-decay") for m in multiples))
+    if not targets:
+        raise LadderlabError(f"{decay}: no 3B decay branch at {', '.join(f'{m:g}' for m in multiples)} xC")
+    return CurveSet("olmo-ladder", f"{const} + {decay}", "olmo-wsd-3.2B-annealing", curves, OLMO_N["1B"], targets)
+
+
+def regmix_folds(data: Path) -> FoldSet:
+    """RegMix (Liu et al. 2024): 512 1M-parameter runs, 13 Pile validation losses, scored by 5 held-out folds."""
+    table = read_mixture_table(data / "train_mixture_1m.csv", data / "train_pile_loss_1m.csv", on="index")
+    return FoldSet("regmix", str(data), "regmix-folds", table.proportions, table.losses)
+
+
 def _olmo_set(folder: Path, multiples: Sequence[float], splits: tuple[Split, ...]) -> BacktestSet:
     runs = read_olmo_ladder(folder, multiples=multiples)
     last = np.array([runs.rows_of(r)[-1] for r in runs.run_ids])
@@ -104,13 +151,16 @@ def user_table(path: str, n: str, d: str, loss: str, where: Sequence[str] = ()) 
                        (Split(Path(path).stem, float(sizes[-2]), float(sizes[-1])),))
 
 
-def bundled_sets() -> dict[str, BacktestSet]:
+AnySet = BacktestSet | CurveSet | FoldSet
+
+
+def bundled_sets() -> dict[str, AnySet]:
     """The sets a bare run backtests: what ships in scaling/bundled/."""
     return {"overtraining": overtraining(BUNDLED / "gadre2024_overtraining.csv"),
             "datablations": datablations(BUNDLED / "datablations_c4_fit182.csv")}
 
 
-def anchor_sets(anchors: Path) -> dict[str, BacktestSet]:
+def anchor_sets(anchors: Path) -> dict[str, AnySet]:
     """The sets found in an anchors folder (its full copies replace the bundled excerpts)."""
     anchors = Path(anchors)
     if not anchors.is_dir():
@@ -119,7 +169,9 @@ def anchor_sets(anchors: Path) -> dict[str, BacktestSet]:
     paths = {"overtraining": (overtraining, anchors / "overtraining-scaling-mlfoundations/gadre2024_overtraining_losses.csv"),
              "datablations": (datablations, anchors / "datablations-hf/datablations_c4_final_val_losses_fit182.csv"),
              "olmo-ladder": (olmo_ladder, anchors / "olmo-ladder/ladder-runs"),
-             "olmo-wsd-ladder": (olmo_wsd_ladder, anchors / "olmo-wsd-ladder/peteish-moreeval-decay")}
+             "olmo-wsd-ladder": (olmo_wsd_ladder, anchors / "olmo-wsd-ladder/peteish-moreeval-decay"),
+             "olmo-wsd-annealing": (olmo_wsd_annealing, anchors / "olmo-wsd-ladder"),
+             "regmix-folds": (regmix_folds, anchors / "regmix-sail-sg/data")}
     for name, (load, path) in paths.items():
         if path.exists():
             found[name] = load(path)

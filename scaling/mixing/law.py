@@ -102,13 +102,31 @@ class ImplicitMixingLaw(Law):
         return np.clip(np.array(rows), lo, hi)
 
 
-def fit_mixing(law: MixingLaw | ImplicitMixingLaw, x: Data, y: np.ndarray, n_refine: int = 2, max_iter: int = 300) -> FittedLaw:
+PROBE_STEPS = 30  # a capped fit is continued for this many steps ...
+CAP_TOLERANCE = 0.02  # ... and the cap is reported only if that still lowers the objective by more than 2%
+# (on the 512 RegMix runs, 13 columns x plain and log: at most 1.0% after the 300-step cap; 96 runs: 3-10% after 5-30)
+
+
+def fit_mixing(law: MixingLaw | ImplicitMixingLaw, x: Data, y: np.ndarray, n_refine: int = 2, max_iter: int = 300,
+               check_cap: bool = True) -> FittedLaw:
     """Fit a mixing law with the engine from its closed-form starts (300 L-BFGS-B steps: held-out error is flat
-    beyond that on the RegMix runs, while the many weakly determined exponents keep creeping)."""
+    beyond that on the RegMix runs, while the many weakly determined exponents keep creeping). A fit stopped at the
+    cap is continued briefly (check_cap): the cap is warned about only if the objective was still falling by more
+    than CAP_TOLERANCE, i.e. the fit truly stopped early, not while creeping along a flat valley."""
     y = np.asarray(y, float)
     fitted = fit_law(law, x, y, starts=law.starts(x, y), n_refine=n_refine, max_iter=max_iter)
     capped = [w for w in fitted.warnings if "ITERATIONS REACHED LIMIT" in w]
     if capped:
         fitted.warnings.remove(capped[0])
-        fitted.warnings.append(f"stopped at the {max_iter}-step cap; judge this fit by its held-out scores")
+        gain = cap_gain(fitted, x, y, PROBE_STEPS) if check_cap else None
+        if gain is not None and gain > CAP_TOLERANCE:
+            fitted.warnings.append(f"stopped at the {max_iter}-step cap while still improving (objective "
+                                   f"{gain:.1%} lower after {PROBE_STEPS} more steps); raise the cap or "
+                                   "judge this fit by its held-out scores")
     return fitted
+
+
+def cap_gain(fitted: FittedLaw, x: Data, y: np.ndarray, steps: int) -> float:
+    """Relative fall of the objective when the fit continues from its optimum for `steps` more L-BFGS-B steps."""
+    more = fit_law(fitted.law, x, y, starts=fitted.theta[None, :], n_refine=1, max_iter=steps)
+    return float((fitted.objective - more.objective) / fitted.objective) if fitted.objective > 0 else 0.0

@@ -10,10 +10,12 @@ from ladderlab.scaling.backtest.calibration import (
     EDGES, Calibration, Residuals, bundled_calibration, calibrate, distance, read_residuals,
 )
 from ladderlab.scaling.backtest.harness import backtest, fit_method, self_check_scale
-from ladderlab.scaling.backtest.sets import BacktestSet, Split, Table
+from ladderlab.scaling.backtest.sets import BacktestSet, CurveSet, FoldSet, Split, Table
 from ladderlab.scaling.backtest.verdict import inside, judge
 from ladderlab.scaling.engine.law import FittedLaw
+from ladderlab.scaling.laws.annealing import Annealing, curve_areas, fit_curves, lr_areas
 from ladderlab.scaling.laws.chinchilla import Chinchilla
+from ladderlab.scaling.tables.curves import Curve
 from ladderlab.scaling.report import compute_optimal_rows, compute_optimal_warnings
 
 TRUE = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
@@ -107,6 +109,68 @@ def test_harness_scores_the_reported_split_as_a_direct_fit_would():
     x = {k: v[below] for k, v in table.x.items()}
     assert rows[0]["scale"] == pytest.approx(self_check_scale("chinchilla", x, table.y[below], fitted))
     assert set(pool.family) >= {"syn"}
+
+
+
+# --- curve sets (annealing law) and fold sets (mixing law) ----------------------------------------------------------
+ANNEAL = dict(L0=2.0, A=0.8, alpha=0.5, C=0.25, K=0.8, nu=0.3)
+
+
+def wsd_curves(noise: float) -> list[Curve]:
+    """A constant run to 400 steps and decay branches (linear to 10% over their last 20%) ending at 100, 200 and 400
+    steps, at four sizes, losses from ANNEAL (lambda 0.99) times log-normal noise."""
+    rng = np.random.default_rng(0)
+    law = Annealing(0.99, size=True)
+    theta = law.to_internal(ANNEAL)[None, :]
+    out = []
+    for n in (1e8, 2e8, 4e8, 8e8):
+        for end, start in ((400, 0), (100, 80), (200, 160), (400, 320)):
+            lr = np.full(end, 1e-2)
+            if start:
+                lr[start:] = 1e-2 * (1 - 0.9 * np.arange(1, end - start + 1) / (end - start))
+            steps = np.arange(10, end + 1, 10) if not start else np.arange(start + 5, end + 1, 5)
+            s1, s2 = lr_areas(lr, 0.99)
+            loss = law.predict_batch(theta, {"S1": s1[steps - 1], "S2": s2[steps - 1], "N": np.full(steps.size, n)})[0]
+            run = f"{n:g}-{end}" + ("-decay" if start else "")
+            out.append(Curve(run, n, steps, loss * np.exp(noise * rng.normal(size=steps.size)),
+                             np.arange(1, end + 1), lr, start))
+    return out
+
+
+def test_curve_set_predicts_the_largest_branches_final_losses_as_fit_curves_does():
+    curves = wsd_curves(0.002)
+    targets = tuple(c.run for c in curves if c.n == 8e8 and c.start)
+    s = CurveSet("syn", "synthetic", "syn-annealing", {"loss": tuple(curves)}, 4e8, targets)
+    doc, _, rows = backtest({"syn": s}, read_residuals(), n_boot=0, workers=1)
+    assert rows == []  # curve sets add nothing to the calibration residuals
+    fitted = fit_curves([c for c in curves if c.n <= 4e8])
+    errors = []
+    for c in (c for c in curves if c.run in targets):
+        s1, s2 = curve_areas(c, fitted.law.lam)
+        errors.append(fitted.predict(S1=s1[-1], S2=s2[-1], N=c.n)[0] / c.loss[-1] - 1)
+    got = doc["syn-annealing"]["annealing"]
+    assert got["mape"] == pytest.approx(np.mean(np.abs(errors)) * 100)
+    assert got["mape"] < 0.5  # the law the data came from, 0.2% noise
+    assert got["n_targets"] == 3 and got["coverage_90"] is None  # no bootstrap, no interval
+
+
+def test_fold_set_scores_held_out_runs_of_real_regmix_mixtures():
+    """96 real RegMix runs: held-out predictions are fit_mixing_model's out-of-fold ones; each fold's interval comes
+    from the other folds' errors, so coverage is honest rather than 90% by construction."""
+    from pathlib import Path
+
+    from ladderlab.scaling.mixing.table import read_mixture_table
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    table = read_mixture_table(fixtures / "regmix_train_mixture_1m_first96.csv",
+                               fixtures / "regmix_train_pile_cc_loss_1m_first96.csv", on="index")
+    s = FoldSet("regmix", "fixture", "regmix-folds", table.proportions, table.losses)
+    doc, _, _ = backtest({"regmix": s}, read_residuals(), workers=1)
+    got = doc["regmix-folds"]["mixing-law"]
+    assert got["spearman"] == pytest.approx(0.9737, abs=2e-3)  # the log law's held-out score, as test_mixing_law finds
+    assert got["mape"] == pytest.approx(0.842, abs=0.02)
+    assert got["n_targets"] == 96
+    assert got["coverage_90"] == pytest.approx(80 / 96)  # 16 runs outside: near 90%, not 90% by construction
 
 
 # --- verdicts ----------------------------------------------------------------------------------------------------
