@@ -24,6 +24,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
     ("fit", "chinchilla"): cli_fit.fit_chinchilla,
     ("fit", "data-constrained"): cli_fit.fit_data_constrained,
     ("fit", "mixing-law"): cli_mixing.fit_mixing_law,
+    ("fit", "mixture-scaling"): cli_mixing.fit_mixture_scaling,
     ("fit", "cmr"): cli_mixing.fit_cmr,
     ("fit", "annealing"): cli_schedule.fit_annealing,
     ("fit", "cpt"): cli_schedule.fit_cpt,
@@ -57,7 +58,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     laws, what = cli_fit.add_parsers(sub)  # fit, predict
     cli_train.add_parsers(sub)  # demo, train, data
-    cli_mixing.add_parsers(sub, laws, what)  # fit mixing-law / cmr, predict mixture-loss, optimize
+    cli_mixing.add_parsers(sub, laws, what)  # fit mixing-law / mixture-scaling / cmr, predict mixture-loss, optimize
     cli_schedule.add_parsers(laws, what)  # fit annealing / cpt, predict curve / cpt-loss
     cli_ladder.add_parsers(sub)  # ladder, report
     cli_grow.add_parsers(sub)  # grow

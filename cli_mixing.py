@@ -1,4 +1,4 @@
-"""Mixture commands: `fit mixing-law / cmr`, `predict mixture-loss` and `optimize mixture`."""
+"""Mixture commands: `fit mixing-law / mixture-scaling / cmr`, `predict mixture-loss` and `optimize mixture`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import re
 from typing import Any
 
-from ladderlab.cli_args import add_group, size_arg, write_json
+from ladderlab.cli_args import add_group, names_arg, point_arg, size_arg, write_json
+from ladderlab.errors import LadderlabError
 from ladderlab.units import parse_size
 
 NEGATIVE = re.compile(r"^-\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)  # argparse's own matcher misses -1e-3
@@ -42,6 +43,19 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
     p.add_argument("--json", metavar="OUT", help="write the fitted mixing model as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="held-out predicted vs observed, per column")
+    p = laws.add_parser("mixture-scaling", help="joint law L(N, D, r) = E + A/N^alpha + B/D^beta + k exp(t . r) per "
+                                               "loss column, over all mixtures, sizes and checkpoints at once")
+    p.add_argument("--runs", required=True, metavar="R.csv", help="one row per checkpoint: shares, N, D and losses")
+    p.add_argument("--shares", required=True, type=names_arg, metavar="COL,COL,...",
+                   help="training-domain share columns (each row sums to 1 within 0.01)")
+    p.add_argument("--n", required=True, metavar="COL", help="model-size column (N as you count it)")
+    p.add_argument("--d", required=True, metavar="COL", help="training-tokens column")
+    p.add_argument("--loss", required=True, type=names_arg, metavar="COL[,COL...]", help="loss column(s) to fit")
+    p.add_argument("--run", metavar="COL", help="run-id column: the bootstrap resamples whole runs (default: rows "
+                                                 "with the same shares and N are one run)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--json", required=True, metavar="LAW", help="write the fitted law as JSON")
     p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs")
     p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV", help="one row per CPT run")
     for flag, what_col in (("--ratio", "domain-ratio"), ("--tokens", "CPT-tokens"), ("--general", "general-loss"),
@@ -64,9 +78,13 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
     p.add_argument("--json", metavar="OUT", help="write the critical mixture ratio as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="trade-off at the target run and CMR against tokens")
     p = what.add_parser("mixture-loss", help="per-domain losses of new mixtures from a fitted mixing law")
-    p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
+    p.add_argument("--law", required=True, metavar="JSON",
+                   help="written by `ladderlab fit mixing-law --json` or `fit mixture-scaling --json`")
     p.add_argument("--mixtures", required=True, metavar="M2.csv", help="id + one share column per training domain")
-    p.add_argument("--out", required=True, metavar="P.csv", help="id + one predicted loss column per validation domain")
+    p.add_argument("--at", type=point_arg, metavar="N=...,D=...",
+                   help="model size and tokens of the run to predict (required for a mixture-scaling law)")
+    p.add_argument("--out", required=True, metavar="P.csv",
+                   help="id + per loss column its prediction and its 90%% interval (<col>_lo, <col>_hi)")
     kinds = add_group(sub, "optimize", "optimise a training mixture", "what")
     p = kinds.add_parser("mixture", help="the mixture minimising a predicted target under share limits and budgets")
     p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
@@ -122,18 +140,77 @@ def fit_cmr(args: argparse.Namespace) -> None:
         plot_cmr(res, args.plot)
 
 
-def predict_mixture_loss(args: argparse.Namespace) -> None:
-    """`predict mixture-loss`: a fitted mixing law's per-domain losses of new mixtures, as a CSV."""
-    from ladderlab.scaling.mixing.model import load_mixing_model
-    from ladderlab.scaling.mixing.table import read_proportions
-    from ladderlab.scaling.tables.columns import write_csv
+def fit_mixture_scaling(args: argparse.Namespace) -> None:
+    """`fit mixture-scaling`: the joint law of (N, D, shares) per loss column, from one row per checkpoint."""
+    from ladderlab.scaling.mixing.joint import FORMULA, fit_mixture_scaling as fit
+    from ladderlab.scaling.tables.columns import read_columns
 
-    model = load_mixing_model(args.law)
-    ids, props = read_proportions(args.mixtures, model.id_col, model.domains)
-    pred = model.predict(props)
-    write_csv(args.out, [model.id_col, *pred],
-              ([run, *(f"{pred[c][i]:.9g}" for c in pred)] for i, run in enumerate(ids)))
-    print(f"wrote {args.out}: {len(ids)} mixtures x {len(pred)} predicted loss columns")
+    cols = read_columns(args.runs, [*args.shares, args.n, args.d, *args.loss], text=[args.run] if args.run else [])
+    model = fit({s: cols[s] for s in args.shares}, cols[args.n], cols[args.d], {c: cols[c] for c in args.loss},
+                cols.get(args.run), args.bootstrap, args.seed, str(args.runs),
+                {"n": args.n, "d": args.d, "run": args.run}, first_line=2)
+    print(f"mixture-scaling law {FORMULA}, fitted to {len(cols[args.n])} rows of {model.n_runs} runs of {args.runs}")
+    for col, fitted in model.laws.items():
+        ci = fitted.param_intervals(0.9)
+        cells = [f"{k}={v:.4g}" + (f" [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else "")
+                 for k, v in fitted.params.items()]
+        print(f"  {col}: " + ", ".join(cells) + f"; rmse(log) {fitted.rmse_log:.3g}")
+    for w in model.warnings:
+        print(f"  warning: {w}")
+    write_json(args.json, model.to_json())
+
+
+def predict_mixture_loss(args: argparse.Namespace) -> None:
+    """`predict mixture-loss`: a fitted mixing or mixture-scaling law's losses of new mixtures, with 90% intervals."""
+    from ladderlab.scaling.tables.columns import read_json, write_csv
+
+    kind = read_json(args.law, "mixing-law or mixture-scaling", lambda doc: doc.get("kind"))
+    if kind == "mixture-scaling":
+        id_col, ids, pred = _predict_joint(args)
+    elif args.at is not None:
+        raise LadderlabError(f"{args.law}: --at applies only to a mixture-scaling law (this is a {kind} JSON)")
+    else:
+        from ladderlab.scaling.mixing.model import load_mixing_model
+        from ladderlab.scaling.mixing.table import read_proportions
+
+        model = load_mixing_model(args.law)
+        ids, props = read_proportions(args.mixtures, model.id_col, model.domains)
+        id_col = model.id_col
+        pred = {c: (p, *model.interval(p, {c: 1.0})) for c, p in model.predict(props).items()}
+    header = [id_col, *(name for c in pred for name in (c, f"{c}_lo", f"{c}_hi"))]
+    write_csv(args.out, header, ([run, *(_cell(v[i]) for c in pred for v in pred[c])] for i, run in enumerate(ids)))
+    print(f"wrote {args.out}: {len(ids)} mixtures x {len(pred)} predicted loss columns (with 90% intervals)")
+
+
+def _predict_joint(args: argparse.Namespace) -> tuple[str, Any, dict]:
+    """id column name, ids and per loss column (prediction, lo, hi) of a mixture-scaling law at --at."""
+    import numpy as np
+
+    from ladderlab.scaling.mixing.joint import load_mixture_scaling
+    from ladderlab.scaling.mixing.table import check_proportions
+    from ladderlab.scaling.tables.columns import read_columns, read_header
+
+    if args.at is None:
+        raise LadderlabError(f"{args.law}: a mixture-scaling law needs --at N=...,D=... (the run to predict)")
+    if set(args.at) != {"N", "D"}:
+        raise LadderlabError(f"--at: expected N=...,D=..., got {', '.join(args.at)}")
+    model = load_mixture_scaling(args.law)
+    header = read_header(args.mixtures)
+    id_col, share_cols = header[0], header[1:]
+    unknown = sorted(set(share_cols) - set(model.domains))
+    if unknown:
+        raise LadderlabError(f"{args.mixtures}: unknown domain column(s) {', '.join(unknown)} "
+                             f"(the law knows: {', '.join(model.domains)})")
+    cols = read_columns(args.mixtures, share_cols, text=[id_col])
+    ids = cols[id_col]
+    props = {d: cols[d] if d in cols else np.zeros(len(ids)) for d in model.domains}  # a missing domain has share 0
+    check_proportions(props, str(args.mixtures), first_line=2)
+    return id_col, ids, model.predict(props, args.at["N"], args.at["D"])
+
+
+def _cell(value: float) -> str:
+    """A CSV number, blank where there is none (no bootstrap replicates, so no interval)."""
+    return f"{value:.9g}" if value == value else ""
 
 
 def optimize_mixture(args: argparse.Namespace) -> None:

@@ -50,12 +50,13 @@ def test_fit_predict_optimize_round_trip(tmp_path, capsys):
     assert doc["domains"] == list(DOMAINS)
     assert doc["targets"]["val_web"]["fit"]["params"]["t_web"] == pytest.approx(-2.0, abs=1e-3)
     assert (tmp_path / "pv.png").stat().st_size > 10_000
-    # predict: P has the id column and the loss columns named as in L, in L's order.
+    # predict: P has the id column and the loss columns named as in L, in L's order, each with its 90% interval.
     new = tmp_path / "M2.csv"
     new.write_text("id,web,code,books\nnew1,0.2,0.3,0.5\nnew2,0.6,0.2,0.2\n")
     code, _, _ = run(capsys, "predict", "mixture-loss", "--law", law, "--mixtures", new, "--out", tmp_path / "P.csv")
     rows = list(csv.DictReader((tmp_path / "P.csv").open()))
-    assert code == 0 and list(rows[0]) == ["id", "val_web", "val_code"] and [x["id"] for x in rows] == ["new1", "new2"]
+    assert code == 0 and list(rows[0]) == ["id", "val_web", "val_web_lo", "val_web_hi", "val_code", "val_code_lo",
+                                           "val_code_hi"] and [x["id"] for x in rows] == ["new1", "new2"]
     c, k, t = TRUTH["val_code"]
     assert float(rows[1]["val_code"]) == pytest.approx(c + k * np.exp(np.array([0.6, 0.2, 0.2]) @ np.array(t)), rel=1e-5)
     # optimize: the web loss with web capped at 0.5 and code at least 0.1.
