@@ -184,27 +184,17 @@ def predict_mixture_loss(args: argparse.Namespace) -> None:
 
 def _predict_joint(args: argparse.Namespace) -> tuple[str, Any, dict]:
     """id column name, ids and per loss column (prediction, lo, hi) of a mixture-scaling law at --at."""
-    import numpy as np
-
     from ladderlab.scaling.mixing.joint import load_mixture_scaling
-    from ladderlab.scaling.mixing.table import check_proportions
-    from ladderlab.scaling.tables.columns import read_columns, read_header
+    from ladderlab.scaling.mixing.table import read_proportions
+    from ladderlab.scaling.tables.columns import read_header
 
     if args.at is None:
         raise LadderlabError(f"{args.law}: a mixture-scaling law needs --at N=...,D=... (the run to predict)")
     if set(args.at) != {"N", "D"}:
         raise LadderlabError(f"--at: expected N=...,D=..., got {', '.join(args.at)}")
     model = load_mixture_scaling(args.law)
-    header = read_header(args.mixtures)
-    id_col, share_cols = header[0], header[1:]
-    unknown = sorted(set(share_cols) - set(model.domains))
-    if unknown:
-        raise LadderlabError(f"{args.mixtures}: unknown domain column(s) {', '.join(unknown)} "
-                             f"(the law knows: {', '.join(model.domains)})")
-    cols = read_columns(args.mixtures, share_cols, text=[id_col])
-    ids = cols[id_col]
-    props = {d: cols[d] if d in cols else np.zeros(len(ids)) for d in model.domains}  # a missing domain has share 0
-    check_proportions(props, str(args.mixtures), first_line=2)
+    id_col = read_header(args.mixtures)[0]
+    ids, props = read_proportions(args.mixtures, id_col, model.domains, missing_as_zero=True)
     return id_col, ids, model.predict(props, args.at["N"], args.at["D"])
 
 

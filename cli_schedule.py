@@ -169,15 +169,18 @@ def predict_curve(args: argparse.Namespace) -> None:
             if run not in curves:
                 raise LadderlabError(f"{args.actual}: no run {run!r} (has: {', '.join(curves)})")
             observed[run] = curves[run]
+    if is_cpt:
+        law, (pt, n) = cpt.load_cpt_law(doc), cpt.pt_schedule(doc, args.size)
+    else:
+        law = load_fitted(args.law)
     predicted, rows, out_rows = [], [], []
     for i, spec in enumerate(args.schedule):
         lr = schedule(spec)
         if is_cpt:
-            pt, n = cpt.pt_schedule(doc, args.size)
-            loss = cpt.predict_cpt(cpt.load_cpt_law(doc), pt, lr, args.ratio, n)
+            loss = cpt.predict_cpt(law, pt, lr, args.ratio, n)
             steps = len(pt) + np.arange(1, len(lr) + 1)
         else:
-            loss = predict_schedule(load_fitted(args.law), lr, args.size)
+            loss = predict_schedule(law, lr, args.size)
             steps = np.arange(1, len(lr) + 1)
         name = args.actual_run[i] if args.actual_run else spec
         predicted.append((name, steps, loss))

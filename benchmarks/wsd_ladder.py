@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ladderlab.scaling.laws.annealing import SIZE_SCALE, curve_data, fit_curves, lr_areas
+from ladderlab.scaling.laws.annealing import SIZE_SCALE, final_predictions, fit_curves, lr_areas
 from ladderlab.scaling.tables.curves import Curve, read_curves
 from ladderlab.scaling.tables.olmo import OLMO_N, TASK_KEYS, acc_column, loss_column
 
@@ -56,16 +56,11 @@ def generated_ladder(folder: Path, big: str = "1B") -> tuple[Path, Path]:
 
 def finals(fitted, curves: list[Curve]) -> list[dict]:
     """Each curve's last logged loss against the law's prediction and 90% interval there."""
-    x, y, runs = curve_data(curves, fitted.law.lam)
-    x = {k: x[k] for k in fitted.law.inputs}
-    pred = fitted.predict(**x)
-    lo, hi = fitted.interval(0.9, **x) if fitted.boot_BxP is not None else (pred, pred)
-    out = []
-    for c in curves:
-        i = np.flatnonzero(runs == c.run)[-1]
-        out.append({"run": c.run, "actual": float(y[i]), "predicted": float(pred[i]), "lo": float(lo[i]),
-                    "hi": float(hi[i]), "error_pct": float((pred[i] / y[i] - 1) * 100)})
-    return out
+    got = final_predictions(fitted, curves)
+    lo, hi = (got["pred"], got["pred"]) if got["lo"] is None else (got["lo"], got["hi"])
+    return [{"run": c.run, "actual": float(got["actual"][i]), "predicted": float(got["pred"][i]), "lo": float(lo[i]),
+             "hi": float(hi[i]), "error_pct": float((got["pred"][i] / got["actual"][i] - 1) * 100)}
+            for i, c in enumerate(curves)]
 
 
 def summary(rows: list[dict]) -> dict:

@@ -18,7 +18,7 @@ from ladderlab.config import config_to_dict
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import NOT_RESULTS, LadderConfig
 from ladderlab.ladders.plan import PlannedRun
-from ladderlab.ladders.run.metrics import read_rows, write_atomic
+from ladderlab.ladders.run.metrics import read_rows, replacing, write_atomic
 from ladderlab.scaling.tables.runs import TEXT as TEXT_COLUMNS
 from ladderlab.scaling.tables.runs import Runs
 
@@ -132,8 +132,6 @@ class LadderStore:
         """Rewrite runs.csv (atomically) from the finished runs."""
         table = self.table()
         if table is not None:
-            path = self.root / "runs.csv"
-            tmp = path.with_name(f".runs.csv.{os.getpid()}")
-            table.write_csv(tmp)
-            os.replace(tmp, path)
+            with replacing(self.root / "runs.csv") as tmp:
+                table.write_csv(tmp)
         return table

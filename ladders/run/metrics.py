@@ -8,13 +8,14 @@ the lines and event records of steps after S, so each step appears once; a fresh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 from google.protobuf.message import DecodeError
@@ -114,13 +115,24 @@ def drop_after(run_dir: Path, start: int) -> None:
             write_atomic(events, b"".join(kept))
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename, so a kill leaves
-    the old file or the new one; a replaced file keeps its mode, a new one is 644 (results are for sharing)."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write, renamed over `path` when the block ends without error, so a kill
+    leaves the old file or the new one; a replaced file keeps its mode, a new one is 644 (results are for sharing)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes 600
-    with os.fdopen(fd, "wb") as f:
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` atomically (`replacing`), synced to disk before the rename."""
+    with replacing(path) as tmp, tmp.open("wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)

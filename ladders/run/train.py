@@ -34,10 +34,11 @@ class Trainer:
     `step(state, batch, lr)` takes the step's learning rate, so Trainers whose configs differ only in their
     schedule (lr, warm-up, steps) share one jitted step and its compilation. transform(params, step) -> the
     parameters the model computes with at that state step (growth's mask ramp); the optimizer updates the raw ones.
+    `lrs`: the learning rate of each step 1..steps, in place of the config's schedule (growth's post-growth rates).
     """
 
     def __init__(self, cfg: TrainConfig, devices: list[Any] | None = None,
-                 transform: Callable[[dict, jax.Array], dict] | None = None):
+                 transform: Callable[[dict, jax.Array], dict] | None = None, lrs: np.ndarray | None = None):
         self.cfg, self.cfgs, self.transform = cfg, [cfg], transform
         self.mesh = make_mesh(cfg.mesh, devices)
         self.optimizer = make_optimizer(cfg)  # AdamW whose rate the step sets from the fed lr
@@ -45,7 +46,8 @@ class Trainer:
         self.shardings = state_shardings(abstract_params, self.optimizer, self.mesh)
         self.abstract = abstract_state(abstract_params, self.optimizer, self.shardings)
         self.batch_sharding = batch_sharding(self.mesh, cfg.batch_size)
-        self.lrs = lr_table(cfg)  # schedule checks
+        table = lr_table(cfg)  # also checks the config's schedule
+        self.lrs = table if lrs is None else lrs
         self.step = jit_train_step(self.graphdef, self.optimizer, cfg, self.shardings, self.batch_sharding, transform)
         self.eval_step = jit_eval_step(self.graphdef, self.shardings["params"], self.mesh)
         self._transformed = None if transform is None else jax.jit(

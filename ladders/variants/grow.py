@@ -145,17 +145,6 @@ def small_train_config(cfg: GrowConfig, dim: str, out: Path) -> TrainConfig:
                                checkpoint_dir="", eval_every=0, keep_last=1, keep_every=0)
 
 
-class _GrownTrainer(Trainer):
-    """A Trainer fed the grown phase's learning rates (`post_growth_rates`) instead of its config's schedule."""
-
-    def __init__(self, cfg: TrainConfig, devices, transform, rates: np.ndarray):
-        super().__init__(cfg, devices, transform)
-        self.rates = rates
-
-    def lr(self, step: int) -> np.float32:
-        return self.rates[step - 1]
-
-
 def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | Path, data: DataFn | None = None,
               devices: list[Any] | None = None, stop_after: int | None = None,
               post_growth: str | None = None) -> dict[str, Any]:
@@ -188,8 +177,8 @@ def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | Path, data: D
                        cfg.learn_steps, cfg.learn_lr)
     grown = grow(state["params"], small.model, big.model, operator, order=cfg.order, seed=cfg.seed, learn=learn)
     masks, ramp = jax.device_get(grown.masks), cfg.mask_steps if operator == "random" else 0
-    trainer = _GrownTrainer(big, devices, None if masks is None else lambda p, step: masked(p, masks,
-                                                                                       mask_ramp(step, ramp)), rates)
+    trainer = Trainer(big, devices, None if masks is None else lambda p, step: masked(p, masks, mask_ramp(step, ramp)),
+                      lrs=rates)
     opt = None
     if cfg.opt_state == "grow":
         opt = _grow_opt_state(trainer.optimizer.init(grown.params), state["opt"],

@@ -16,7 +16,7 @@ from ladderlab.scaling.backtest.sets import AnySet, BacktestSet, CurveSet, FoldS
 from ladderlab.scaling.engine.bootstrap import bootstrap
 from ladderlab.scaling.engine.law import FittedLaw, fit_law
 from ladderlab.scaling.engine.parallel import map_jobs
-from ladderlab.scaling.laws.annealing import curve_areas, fit_curves
+from ladderlab.scaling.laws.annealing import final_predictions, fit_curves
 from ladderlab.scaling.laws.chinchilla import Chinchilla
 from ladderlab.scaling.laws.data_constrained import DataConstrained
 from ladderlab.scaling.mixing.model import FOLDS, MixingModel, cv_scores, fit_mixing_model, folds_of
@@ -157,16 +157,12 @@ def _curve_table(job: tuple) -> list[dict[str, Any]]:
     split, label, curves, fit_max_n, targets, n_boot, seed = job
     with threadpool_limits(1):
         fitted = fit_curves([c for c in curves if c.n <= fit_max_n], bootstrap=n_boot, seed=seed)
-    rows = []
-    for c in (c for c in curves if c.run in targets):
-        s1, s2 = curve_areas(c, fitted.law.lam)
-        at = {k: np.array([v]) for k, v in (("S1", s1[c.last - 1]), ("S2", s2[c.last - 1]), ("N", c.n))
-              if k in fitted.law.inputs}
-        lo, hi = fitted.interval(0.9, **at) if fitted.boot_BxP is not None else (np.full(1, np.nan),) * 2
-        rows.append({"split": split, "method": "annealing", "table": label, "run": c.run,
-                     "pred": float(fitted.predict(**at)[0]), "actual": float(c.loss[np.argmax(c.steps)]),
-                     "lo": float(lo[0]), "hi": float(hi[0])})
-    return rows
+    shown = [c for c in curves if c.run in targets]
+    got = final_predictions(fitted, shown)
+    nan = np.full(len(shown), np.nan)
+    lo, hi = (nan, nan) if got["lo"] is None else (got["lo"], got["hi"])
+    return [{"split": split, "method": "annealing", "table": label, "run": c.run, "pred": float(got["pred"][i]),
+             "actual": float(got["actual"][i]), "lo": float(lo[i]), "hi": float(hi[i])} for i, c in enumerate(shown)]
 
 
 def _fold_table(job: tuple) -> list[dict[str, Any]]:

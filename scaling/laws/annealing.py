@@ -129,6 +129,19 @@ def curve_data(curves: Sequence[Curve], lam: float = 0.999, min_step: int = 1) -
             np.concatenate(run))
 
 
+def final_predictions(fitted: FittedLaw, curves: Sequence[Curve], level: float = 0.9) -> dict[str, np.ndarray | None]:
+    """Each curve's loss at its last logged step (`actual`), the law's prediction there (`pred`) and its interval
+    (`lo`, `hi`: None for a law fitted without bootstrap)."""
+    areas = [curve_areas(c, fitted.law.lam) for c in curves]
+    x = {"S1": np.array([a1[c.last - 1] for c, (a1, _) in zip(curves, areas)]),
+         "S2": np.array([a2[c.last - 1] for c, (_, a2) in zip(curves, areas)]),
+         "N": np.array([c.n for c in curves], float)}
+    x = {k: x[k] for k in fitted.law.inputs}
+    lo, hi = fitted.interval(level, **x) if fitted.boot_BxP is not None else (None, None)
+    return {"actual": np.array([c.loss[np.argmax(c.steps)] for c in curves]), "pred": fitted.predict(**x),
+            "lo": lo, "hi": hi}
+
+
 def fit_curves(curves: Sequence[Curve], lam: float | None = None, size: bool | None = None, min_step: int = 1,
                bootstrap: int = 0, seed: int = 0) -> FittedLaw:
     """The annealing law fitted on every logged step of the curves (size term: default when they span sizes);

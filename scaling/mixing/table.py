@@ -30,8 +30,10 @@ class MixtureTable:
         return list(self.proportions)
 
 
-def read_proportions(path: str | Path, on: str, domains: Sequence[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """ids and proportion columns of a mixtures CSV (all non-id columns, or exactly `domains`), checked."""
+def read_proportions(path: str | Path, on: str, domains: Sequence[str] | None = None,
+                     missing_as_zero: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """ids and proportion columns of a mixtures CSV (all non-id columns, or exactly `domains`, those absent from
+    the CSV counting as share 0 with `missing_as_zero`), checked."""
     path = Path(path)
     header = read_header(path)
     if on not in header:
@@ -40,8 +42,9 @@ def read_proportions(path: str | Path, on: str, domains: Sequence[str] | None = 
         unknown = sorted(set(header) - {on} - set(domains))
         if unknown:
             raise LadderlabError(f"{path}: unknown domain column(s) {', '.join(unknown)} (the law knows: {', '.join(domains)})")
-    cols = read_columns(path, [h for h in (domains or header) if h != on], text=[on])
-    props = {d: cols[d] for d in cols if d != on}
+    wanted = [h for h in (domains or header) if h != on and (h in header or not missing_as_zero)]
+    cols = read_columns(path, wanted, text=[on])
+    props = {d: cols[d] if d in cols else np.zeros(len(cols[on])) for d in (domains or wanted) if d != on}
     check_proportions(props, str(path), first_line=2)
     return cols[on], props
 
