@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install -q -c requirements.lock
 
-.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-tpu test-latest lock demo bench
+.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-tpu test-cloud test-latest lock demo bench
 
 install:
 	$(PIP) -e ".[test]"
@@ -14,7 +14,7 @@ install-bench:
 
 # Every step runs (-k) and prints its summary line; any failure fails the target.
 test: install
-	$(MAKE) -k test-unit test-layers test-bench test-seqio test-tpu
+	$(MAKE) -k test-unit test-layers test-bench test-seqio test-tpu test-cloud
 
 test-unit:
 	$(PYTHON) -m pytest -q tests
@@ -32,6 +32,14 @@ test-seqio:
 	$(PYTHON) -m venv --system-site-packages .venv-seqio
 	.venv-seqio/bin/python -m pip install -q -c requirements.lock -e ".[seqio]"
 	.venv-seqio/bin/python -m pytest -q tests/data/test_seqio_source.py
+
+# The cluster extras in one venv of their own (like seqio's): gs:// paths with the gcs extra (gcsfs) against a
+# local GCS server (gcp-storage-emulator, started by the tests on 127.0.0.1): a tiny ladder trained, killed, resumed
+# and reported on it; and W&B tracking (the wandb extra), offline: a killed and resumed run is one tracked run.
+test-cloud:
+	$(PYTHON) -m venv --system-site-packages .venv-cloud
+	.venv-cloud/bin/python -m pip install -q -c requirements.lock -e ".[gcs,gcs-emulator,wandb]"
+	.venv-cloud/bin/python -m pytest -q tests/ladders/test_ladder_gcs.py tests/ladders/test_ladder_wandb.py
 
 # Deviceless TPU compiles with the tpu extra (libtpu's compiler, ~0.7 GB unpacked), in its own venv like seqio's.
 test-tpu:

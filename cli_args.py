@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from ladderlab.paths import write_atomic
 from ladderlab.units import parse_size
 
 SET_HELP = ("override a config field (repeatable): a dotted path, model.d_model=192, or gin's Class.field, "
@@ -95,5 +96,4 @@ def point_arg(text: str) -> dict[str, float]:
 def write_json(path: str | None, doc: dict[str, Any]) -> None:
     """Writes DOC to PATH as indented JSON, when a --json PATH was given."""
     if path:
-        with open(path, "w") as f:
-            json.dump(doc, f, indent=2)
+        write_atomic(path, json.dumps(doc, indent=2))

@@ -1,5 +1,7 @@
 """Built-in corpora: where they are cached, how one is written (JSONL per domain + SHA-256 manifest), and the
-"quick" corpus made only of text a fresh machine already has (stdlib code, man pages, vim help)."""
+"quick" corpus made only of text a fresh machine already has (stdlib code, man pages, vim help). A corpus at an
+object-store URL (gs://...) is copied into the local cache first: the token caches built from it are memory-mapped,
+so caches live on local disk."""
 
 from __future__ import annotations
 
@@ -10,18 +12,22 @@ import os
 import shutil
 import sysconfig
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ladderlab.data.cleaning import roff_to_text
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import AnyPath, as_path, is_url, write_atomic
 
 QUICK_BYTES = 1_000_000  # per domain: small enough for tests, big enough for tiny ladders.
 SKIP_CODE_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
 
 
 def cache_root(cache_dir: str = "") -> Path:
-    """`cache_dir`, else $LADDERLAB_CACHE, else ~/.cache/ladderlab."""
+    """`cache_dir`, else $LADDERLAB_CACHE, else ~/.cache/ladderlab (local disk: caches are memory-mapped)."""
+    if is_url(cache_dir):
+        raise LadderlabError(f"cache_dir={cache_dir}: caches are memory-mapped and live on local disk; give a local "
+                             f"folder (a gs:// corpus is copied into it)")
     return Path(cache_dir or os.environ.get("LADDERLAB_CACHE") or Path.home() / ".cache" / "ladderlab")
 
 
@@ -34,10 +40,33 @@ def resolve_corpus(corpus: str, cache_dir: str = "") -> Path:
         if not (folder / "manifest.json").is_file():
             raise LadderlabError(f"corpus 'demo' is not built in {folder}: run `ladderlab data build-corpus`")
         return folder
+    if is_url(corpus):
+        return stage_corpus(corpus, cache_root(cache_dir))
     folder = Path(corpus).expanduser()
     if not folder.is_dir():
         raise LadderlabError(f"corpus folder not found: {folder} (or use 'quick' / 'demo')")
     return folder
+
+
+def stage_corpus(url: str, cache: Path) -> Path:
+    """A local copy of the corpus folder at `url` in `cache`/corpora/staged/ (files already there at the same size
+    are kept)."""
+    remote = as_path(url)
+    if not remote.is_dir():
+        raise LadderlabError(f"corpus folder not found: {url}")
+    folder = cache / "corpora" / "staged" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    for name, path in _files(remote):
+        local = folder / name
+        if not (local.is_file() and local.stat().st_size == path.stat().length):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(local, path.read_bytes())
+    return folder
+
+
+def _files(folder: AnyPath) -> Iterator[tuple[str, AnyPath]]:
+    """(name relative to `folder`, path) of every file under `folder` (GCS has no recursive glob)."""
+    for path in folder.iterdir():
+        yield from ((f"{path.name}/{name}", p) for name, p in _files(path)) if path.is_dir() else [(path.name, path)]
 
 
 def write_corpus(folder: Path, domains: dict[str, Iterable[str]], info: dict[str, dict]) -> dict:

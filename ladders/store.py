@@ -1,15 +1,14 @@
 """A ladder's results folder: `ladder.json` (config + plan), `runs/<id>/` per run (the trainer's config.gin,
 metrics.jsonl, checkpoints, and `result.json` once finished) and `runs.csv`, the runs table `scaling/` reads.
 
-Every file this module writes is written to a temporary name and renamed, so a killed ladder leaves either the
-old file or the new one. A folder belongs to one ladder config: opening it with another is an error.
+Every file this module writes is written atomically (`paths.write_atomic`), so a killed ladder leaves either the
+old file or the new one; the folder may be on an object store (gs://...), written by one process at a time. A folder belongs to one ladder config: opening it with another is an error.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,7 +17,8 @@ from ladderlab.config import config_to_dict
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import NOT_RESULTS, LadderConfig
 from ladderlab.ladders.plan import PlannedRun
-from ladderlab.ladders.run.metrics import read_rows, replacing, write_atomic
+from ladderlab.ladders.run.metrics import read_rows
+from ladderlab.paths import AnyPath, as_path, replacing, write_atomic
 from ladderlab.scaling.tables.runs import TEXT as TEXT_COLUMNS
 from ladderlab.scaling.tables.runs import Runs
 
@@ -30,7 +30,7 @@ def fingerprint(cfg: LadderConfig) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in NOT_RESULTS}
 
 
-def read_metrics(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+def read_metrics(path: AnyPath) -> tuple[dict[int, dict], dict[int, dict]]:
     """(train rows, eval rows) by step from a metrics.jsonl; a step logged twice (a resumed run) keeps the last,
     and a line cut short by a kill is skipped."""
     train, evals = {}, {}
@@ -43,7 +43,7 @@ class LadderStore:
     """The results folder of one ladder."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = as_path(root)
 
     @classmethod
     def create(cls, root: str | os.PathLike, cfg: LadderConfig, runs: Sequence[PlannedRun]) -> LadderStore:
@@ -65,7 +65,7 @@ class LadderStore:
         return store
 
     @property
-    def meta_path(self) -> Path:
+    def meta_path(self) -> AnyPath:
         return self.root / "ladder.json"
 
     def meta(self) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class LadderStore:
             raise LadderlabError(f"{self.root}: not a ladder results folder (no ladder.json)")
         return json.loads(self.meta_path.read_text())
 
-    def run_dir(self, run: str) -> Path:
+    def run_dir(self, run: str) -> AnyPath:
         return self.root / "runs" / run
 
     def result(self, run: str) -> dict[str, Any] | None:
@@ -81,7 +81,7 @@ class LadderStore:
         path = self.run_dir(run) / "result.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
-    def metrics_path(self, plan_row: dict[str, Any]) -> Path:
+    def metrics_path(self, plan_row: dict[str, Any]) -> AnyPath:
         """A run's metrics.jsonl (a grown variant's grown phase logs in its `variants.grow` subfolder)."""
         sub = plan_row["operator"].replace(":", "-") if plan_row.get("operator") else ""
         return self.run_dir(plan_row["run"]) / sub / "metrics.jsonl"
@@ -90,7 +90,8 @@ class LadderStore:
         """Turn a trained run's metrics into its runs-table rows and mark it finished. D and flops count what came
         before the run's last phase (the small model's tokens, or the CPT base run's) plus that phase; `flops` is
         6ND with N non-embedding (the C of the laws), not `model.counts`' exact `causal` count that MFU uses. Every row has
-        `operator` ("scratch" unless grown), `growth_factor` (the depth or width factor), `growth_tokens` and `base_run` ("" unless continued).
+        `operator` ("scratch" unless grown), `growth_factor` (the depth or width factor), `growth_tokens`, `base_run` ("" unless continued) and `branch_of` (a WSD decay branch's
+        stable run, "" otherwise).
         Each eval domain is also a task for `scaling.tasks`: `loss/<domain>` its bits per byte, `acc/<domain>` its
         top-1 next-token accuracy."""
         train, evals = read_metrics(self.metrics_path(plan_row))
@@ -99,7 +100,7 @@ class LadderStore:
         per_step, grown = plan_row["batch"] * seq_len, bool(plan_row.get("operator"))
         extra = {"operator": plan_row["operator"] if grown else "scratch",
                  "growth_factor": plan_row["g"] if grown else 1, "growth_tokens": plan_row["tokens_before"] if grown else 0,
-                 "base_run": plan_row.get("base_run", "")}
+                 "base_run": plan_row.get("base_run", ""), "branch_of": plan_row.get("branch_of", "")}
         rows = []
         for step in sorted(s for s in evals if s > 0):  # a grown model's eval at step 0 has no train row
             val = {k[:-5]: v for k, v in evals[step].items() if k.endswith("/loss")}

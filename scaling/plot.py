@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from ladderlab.paths import replacing  # noqa: E402
 from ladderlab.scaling.engine.law import Data, FittedLaw  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -27,9 +28,11 @@ def size_colors(values: np.ndarray) -> dict[float, tuple]:
 
 
 def save(fig, path: str | Path) -> None:
-    """Tight layout, write the PNG, free the figure."""
+    """Tight layout, write the image (atomically, and to an object-store URL too: `paths.replacing`; the format
+    from the name's suffix, PNG without one), free the figure."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(str(path)).suffix[1:] or "png")
     plt.close(fig)
 
 

@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import as_path, is_url
 
 
 class Checkpoints:
@@ -24,8 +25,7 @@ class Checkpoints:
 
     def __init__(self, directory: str | os.PathLike, keep_last: int = 3, keep_every: int = 0):
         """`directory` may be local or a cloud path (gs://...), which multi-host runs need."""
-        local = "://" not in str(directory)
-        self.directory = epath.Path(os.path.abspath(directory) if local else directory)
+        self.directory = epath.Path(as_path(directory) if is_url(directory) else os.path.abspath(directory))
         # create=False: opening writes nothing (the first save makes the folder), so config errors found after it
         # still leave no files behind
         options = ocp.CheckpointManagerOptions(max_to_keep=keep_last or None, keep_period=keep_every or None,
@@ -67,7 +67,7 @@ class Checkpoints:
 
 def _checkpoint_folder(path: str) -> epath.Path:
     """`path` as a checkpoint folder (`<checkpoints>/<step>`, local or gs://), or a one-line error naming it."""
-    folder = epath.Path(path if "://" in path else os.path.abspath(path))
+    folder = epath.Path(as_path(path) if is_url(path) else os.path.abspath(path))
     if not folder.name.isdigit() or not (folder / "state").is_dir():
         raise LadderlabError(f"init_from={path!r}: not a checkpoint folder (<run>/checkpoints/<step>, holding state/)")
     return folder

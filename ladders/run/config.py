@@ -51,6 +51,13 @@ class TrainConfig:
     # optimizer at step 0 (continual pre-training); "" = from `seed`'s initialisation
     init_from: str = ""
     allow_schedule_change: bool = False  # a resumed run may change SCHEDULE's fields (it says which)
+    # Weights & Biases tracking beside metrics.jsonl and TensorBoard (the wandb extra; `tracking`): the project
+    # ("" = off), entity ("" = the account's default), group (a ladder's runs: "<ladder name>/<results folder>")
+    # and mode ("online", "offline", "disabled"; "" = WANDB_MODE, else online)
+    wandb_project: str = ""
+    wandb_entity: str = ""
+    wandb_group: str = ""
+    wandb_mode: Literal["", "online", "offline", "disabled"] = ""
 
 
 # The fields a resumed run may change without changing what it trains (dotted names), and why; any other field must
@@ -68,6 +75,7 @@ RESUME_FREE: dict[str, str] = {
     **dict.fromkeys(("data.train_tokens", "data.max_epochs", "data.on_overrepeat"),
                     "the data-repetition check only, not the batches"),
     "allow_schedule_change": "the switch itself",
+    **dict.fromkeys(("wandb_project", "wandb_entity", "wandb_group", "wandb_mode"), "where metrics are tracked"),
 }
 SCHEDULE = ("steps", "lr", "schedule", "warmup_steps", "min_lr_ratio", "decay_fraction")
 

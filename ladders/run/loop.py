@@ -10,7 +10,6 @@ a NaN/Inf loss stops the run before it is saved.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import jax
@@ -20,7 +19,9 @@ from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.checkpoint import Checkpoints
 from ladderlab.ladders.run.config import SCHEDULE, TrainConfig, resume_changes
 from ladderlab.ladders.run.metrics import RunLog, last_rows
+from ladderlab.ladders.run.tracking import check as check_tracking
 from ladderlab.model.counts import param_counts
+from ladderlab.paths import AnyPath, as_path
 
 
 class Steps(Protocol):
@@ -53,16 +54,18 @@ def run_loop(steps: Steps, checkpoints: Checkpoints, data: Any, init: Callable[[
     logs: list[RunLog] = []
     results: list[dict[str, Any]] = [{"params": param_counts(cfg.model)} for _ in cfgs]
     try:  # nothing is written before `write_config`: every error up to it leaves the run folders as they were
-        changed = [check_resume(Path(c.run_dir), c, checkpoints.latest()) for c in cfgs]
+        changed = [check_resume(as_path(c.run_dir), c, checkpoints.latest()) for c in cfgs]
+        for c in cfgs:
+            check_tracking(c)
         if claim is not None:
             claim()
         restored = checkpoints.restore(steps.abstract, data)
         state, start = restored if restored else (init(), 0)
         for c, change in zip(cfgs, changed):
-            write_config(Path(c.run_dir), c, start if change else 0)
+            write_config(as_path(c.run_dir), c, start if change else 0)
         if start == cfg.steps:
             for c, result in zip(cfgs, results):
-                result.update(finished(Path(c.run_dir), start))
+                result.update(finished(as_path(c.run_dir), start))
             return state, results
         if start:
             change = "; ".join(dict.fromkeys(filter(None, changed)))
@@ -70,7 +73,7 @@ def run_loop(steps: Steps, checkpoints: Checkpoints, data: Any, init: Callable[[
                 f"run_dir {cfg.run_dir}: resuming"
             say(f"{where} from step {start} (checkpoint {checkpoints.directory / str(start)})"
                 + (f" with a changed schedule: {change}" if change else ""))
-        logs = [RunLog(c.run_dir, start, cfg.steps, cfg.batch_size * cfg.data.seq_len, c.progress and i == 0)
+        logs = [RunLog(c.run_dir, start, cfg.steps, cfg.batch_size * cfg.data.seq_len, c.progress and i == 0, c)
                 for i, c in enumerate(cfgs)]
         who = [f"swarm member {c.run_dir}: " if swarm_dir else "" for c in cfgs]
 
@@ -106,6 +109,8 @@ def run_loop(steps: Steps, checkpoints: Checkpoints, data: Any, init: Callable[[
                 if eval_due:
                     evaluate(step)
                 if save_due:
+                    for log in logs:  # logs staged for an object store go up first: no checkpoint outruns them
+                        log.sync()
                     checkpoints.save(step, state, data)
         return state, results
     finally:
@@ -114,7 +119,7 @@ def run_loop(steps: Steps, checkpoints: Checkpoints, data: Any, init: Callable[[
             log.close()
 
 
-def check_resume(run_dir: Path, cfg: TrainConfig, latest: int | None) -> str:
+def check_resume(run_dir: AnyPath, cfg: TrainConfig, latest: int | None) -> str:
     """Before resuming from checkpoint step `latest` (None: nothing to resume), refuse a config that differs from
     the run's saved config.gin (`config.resume_changes`), unless only SCHEDULE's fields differ and
     cfg.allow_schedule_change; return the accepted changes as "steps 30 -> 60, ..." ("" if none)."""
@@ -136,7 +141,7 @@ def check_resume(run_dir: Path, cfg: TrainConfig, latest: int | None) -> str:
     return said
 
 
-def write_config(run_dir: Path, cfg: TrainConfig, changed_at: int = 0) -> None:
+def write_config(run_dir: AnyPath, cfg: TrainConfig, changed_at: int = 0) -> None:
     """Save cfg as run_dir/config.gin (process 0); a schedule changed on resuming from step `changed_at` keeps the
     config that trained the steps before as config.step<changed_at>.gin."""
     if jax.process_index() == 0:
@@ -146,7 +151,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, changed_at: int = 0) -> None:
         (run_dir / "config.gin").write_text(dump_gin(cfg))
 
 
-def finished(run_dir: Path, steps: int) -> dict[str, dict[str, float]]:
+def finished(run_dir: AnyPath, steps: int) -> dict[str, dict[str, float]]:
     """Say (process 0) that the run in run_dir has finished; return its last logged train and eval metrics."""
     rows = last_rows(run_dir)
     loss = f"loss {rows['train']['loss']:.4f}" if "train" in rows else "no train loss logged"

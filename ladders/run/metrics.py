@@ -4,18 +4,20 @@ Only process 0 writes. Each JSONL line is {"step": S, "split": "train" | "eval",
 `<split>/<name>`. Train lines carry `tokens` (tokens trained on so far: step x batch x seq_len), `step_tokens` (per
 step), `loss_tokens` (targets the step's loss counted) and `tok_s`. A run resumed from step S first drops (atomically)
 the lines and event records of steps after S, so each step appears once; a fresh start drops them all.
+A run folder on an object store (gs://...) is staged: the files are written on local disk and uploaded whole by
+`sync` (the loop calls it before each checkpoint, and `close` at the end), so a checkpoint never has fewer lines.
+A run whose config names a `wandb_project` also logs every row to Weights & Biases (`tracking.WandbRun`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
+import shutil
 import struct
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 from google.protobuf.message import DecodeError
@@ -24,17 +26,25 @@ from tensorboardX import FileWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
+from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.ladders.run.tracking import WandbRun
+from ladderlab.paths import AnyPath, as_path, is_url, write_atomic
 
 
 class RunLog:
-    """JSONL + TensorBoard + progress bar (tokens/s, loss, ETA) for steps start..total of step_tokens tokens each."""
+    """JSONL + TensorBoard + progress bar (tokens/s, loss, ETA) for steps start..total of step_tokens tokens each;
+    and W&B when `track`, the run's config, names a wandb_project."""
 
-    def __init__(self, run_dir: str | Path, start: int, total: int, step_tokens: int, progress: bool = True):
+    def __init__(self, run_dir: str | Path, start: int, total: int, step_tokens: int, progress: bool = True,
+                 track: TrainConfig | None = None):
         self.enabled, self.step_tokens = jax.process_index() == 0, step_tokens
+        self.run_dir = as_path(run_dir)
+        self.folder = _stage(self.run_dir) if self.enabled and is_url(run_dir) else Path(run_dir)
         if self.enabled:
-            drop_after(Path(run_dir), start)
-        self.jsonl = open(Path(run_dir) / "metrics.jsonl", "a") if self.enabled else None
-        self.tb = FileWriter(str(Path(run_dir) / "tensorboard")) if self.enabled else None
+            drop_after(self.folder, start)
+        self.jsonl = open(self.folder / "metrics.jsonl", "a") if self.enabled else None
+        self.tb = FileWriter(str(self.folder / "tensorboard")) if self.enabled else None
+        self.wandb = WandbRun(track, start, self.folder) if self.enabled and track and track.wandb_project else None
         self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tok_s]:,.0f} tok/s  ETA"),
                             TimeRemainingColumn(), disable=not (progress and self.enabled))
@@ -63,12 +73,44 @@ class RunLog:
             self.tb.add_summary(Summary(value=[Summary.Value(tag=f"{split}/{k}", simple_value=float(v))
                                                for k, v in row.items()]), step)
             self.tb.flush()
+            if self.wandb is not None:
+                self.wandb.log(step, split, row)
+
+    def sync(self) -> None:
+        """Upload a staged run folder's files to the object store, each as one object (locally: nothing to do)."""
+        if self.enabled and self.folder != self.run_dir:
+            self.tb.flush()
+            for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+                write_atomic(self.run_dir / path.relative_to(self.folder).as_posix(), path.read_bytes())
+            for path in _events(self.run_dir):  # dropped on resuming
+                if not (self.folder / "tensorboard" / path.name).exists():
+                    path.unlink()
 
     def close(self) -> None:
         self.bar.stop()
         if self.enabled:
             self.jsonl.close()
             self.tb.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+            self.sync()
+            if self.folder != self.run_dir:
+                shutil.rmtree(self.folder.parent)
+
+
+def _stage(run_dir: AnyPath) -> Path:
+    """A local folder (named like `run_dir`) holding copies of `run_dir`'s metrics.jsonl and TensorBoard events."""
+    folder = Path(tempfile.mkdtemp(prefix="ladderlab-run-")) / run_dir.name
+    (folder / "tensorboard").mkdir(parents=True)
+    for path in [run_dir / "metrics.jsonl", *_events(run_dir)]:
+        if path.is_file():
+            (folder / path.relative_to(run_dir).as_posix()).write_bytes(path.read_bytes())
+    return folder
+
+
+def _events(run_dir: AnyPath) -> list[AnyPath]:
+    """The TensorBoard event files of a run folder."""
+    return sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -96,7 +138,7 @@ def drop_after(run_dir: Path, start: int) -> None:
         text = "".join(json.dumps(row) + "\n" for row in read_rows(path) if start and row["step"] <= start)
         if text.encode() != path.read_bytes():
             write_atomic(path, text)
-    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+    for events in _events(run_dir):
         data, kept, at = events.read_bytes(), [], 0
         while at + 12 <= len(data):  # TFRecords: length, its CRC, the Event, its CRC
             end = at + 16 + struct.unpack_from("<Q", data, at)[0]
@@ -113,26 +155,3 @@ def drop_after(run_dir: Path, start: int) -> None:
             events.unlink()
         elif sum(map(len, kept)) < len(data):
             write_atomic(events, b"".join(kept))
-
-
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write, renamed over `path` when the block ends without error, so a kill
-    leaves the old file or the new one; a replaced file keeps its mode, a new one is 644 (results are for sharing)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes 600
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` atomically (`replacing`), synced to disk before the rename."""
-    with replacing(path) as tmp, tmp.open("wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())

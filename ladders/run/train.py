@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import jax
@@ -23,6 +22,7 @@ from ladderlab.ladders.run.state import abstract_model, abstract_state, init_sta
 from ladderlab.ladders.run.step import BATCH_KEYS, jit_eval_step, jit_train_step, lr_table, make_optimizer
 from ladderlab.model.counts import flops_per_token, param_counts
 from ladderlab.model.sharding import batch_sharding, make_mesh
+from ladderlab.paths import as_path
 
 
 MEMORY = ("argument", "output", "temp", "generated_code")  # per-device sizes the compiled step reports
@@ -144,7 +144,7 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
 
 def checkpoints_of(cfg: TrainConfig) -> Checkpoints:
     """The checkpoint manager of cfg's run (cfg.checkpoint_dir, default run_dir/checkpoints)."""
-    return Checkpoints(cfg.checkpoint_dir or Path(cfg.run_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
+    return Checkpoints(cfg.checkpoint_dir or as_path(cfg.run_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
 
 
 def pipeline_data(cfg: TrainConfig, evals: bool = True) -> tuple[Iterator, dict[str, list[dict]] | None,

@@ -32,6 +32,7 @@ from ladderlab.ladders.run.state import seeded_state
 from ladderlab.ladders.run.step import BATCH_KEYS, eval_sums, lr_table, train_step
 from ladderlab.ladders.run.train import Trainer, evaluate, pipeline_data
 from ladderlab.model.sharding import MESH_AXES
+from ladderlab.paths import AnyPath, as_path, is_url
 
 MEMBER = "member"  # the swarm mesh's leading axis, over which the member axis is sharded
 
@@ -193,10 +194,10 @@ def train_swarm(cfgs: Sequence[TrainConfig], swarm_dir: str, devices: list[Any] 
         batches, (_, eval_sets, bytes_per_token) = [d[0] for d in data], data[0]
     if len(batches) != len(cfgs):
         raise LadderlabError(f"swarm: {len(batches)} data iterators for {len(cfgs)} members")
-    checkpoints = Checkpoints(Path(swarm_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
+    checkpoints = Checkpoints(as_path(swarm_dir) / "checkpoints", cfg.keep_last, cfg.keep_every)
     state, results = run_loop(swarm, checkpoints, MemberIterators(batches), swarm.init, eval_sets=eval_sets,
                               bytes_per_token=bytes_per_token, stop_after=stop_after, swarm_dir=swarm_dir,
-                              claim=lambda: _claim(Path(swarm_dir), cfgs))
+                              claim=lambda: _claim(as_path(swarm_dir), cfgs))
     for result, member_state in zip(results, swarm.unstack(state)):
         result["state"] = member_state
     return results
@@ -220,9 +221,10 @@ def _members(fn: Any, args: Any, groups: int, chunk: int | None) -> Any:
     return jax.tree.map(lambda x: x.reshape(M, *x.shape[2:]), out)
 
 
-def _claim(swarm_dir: Path, cfgs: Sequence[TrainConfig]) -> None:
+def _claim(swarm_dir: AnyPath, cfgs: Sequence[TrainConfig]) -> None:
     """Record the members' run_dirs in swarm_dir/members.json; refuse a folder that holds a different swarm."""
-    path, members = swarm_dir / "members.json", [os.path.abspath(c.run_dir) for c in cfgs]
+    path, members = swarm_dir / "members.json", [c.run_dir if is_url(c.run_dir) else os.path.abspath(c.run_dir)
+                                                 for c in cfgs]
     if path.exists() and json.loads(path.read_text()) != members:
         raise LadderlabError(f"{path}: this swarm_dir holds other members {json.loads(path.read_text())}")
     if jax.process_index() == 0:

@@ -1,9 +1,10 @@
 """Results files in and out: numeric CSV columns (read, filtered, written) and JSON documents; errors name the file,
-row and column at fault."""
+row and column at fault. Paths may be object-store URLs (`ladderlab.paths`)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -13,16 +14,17 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import AnyPath, as_path, is_url, replacing
 
 T = TypeVar("T")
 
 
 def read_header(path: str | Path) -> list[str]:
     """The stripped header cells of a CSV file, which must exist and have a header row."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise LadderlabError(f"{path}: file not found")
-    with path.open(newline="") as f:
+    with _open_csv(path) as f:
         header = next(csv.reader(f), None)
     if not header:
         raise LadderlabError(f"{path}: empty file (no header row)")
@@ -31,10 +33,10 @@ def read_header(path: str | Path) -> list[str]:
 
 def read_columns(path: str | Path, columns: Sequence[str], text: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Numeric `columns` (float arrays) and string `text` columns of a CSV; row numbers in errors are file lines."""
-    path = Path(path)
+    path = as_path(path)
     try:
         header = read_header(path)
-        with path.open(newline="") as f:
+        with _open_csv(path) as f:
             reader = csv.reader(f)
             next(reader)
             missing = [c for c in [*columns, *text] if c not in header]
@@ -58,7 +60,12 @@ def read_columns(path: str | Path, columns: Sequence[str], text: Sequence[str] =
     return {c: np.array(v, float) if c in columns else np.array(v, object) for c, v in out.items()}
 
 
-def _number(path: Path, line: int, column: str, cell: str) -> float:
+def _open_csv(path: AnyPath) -> io.TextIOBase:
+    """A CSV file opened for the csv module (newline=''): a local file as it is, an object read whole."""
+    return io.StringIO(path.read_bytes().decode(), newline="") if is_url(path) else path.open(newline="")
+
+
+def _number(path: AnyPath, line: int, column: str, cell: str) -> float:
     try:
         value = float(cell)
     except ValueError:
@@ -102,7 +109,7 @@ def read_filtered(
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write a CSV: the header row, then each row's cells as given (format numbers before passing them)."""
-    with Path(path).open("w", newline="") as f:
+    with replacing(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
@@ -112,7 +119,7 @@ def read_json(path: str | Path, what: str, build: Callable[[Any], T]) -> T:
     """build(the JSON document at path); a missing file, bad JSON or a missing or mistyped key is one error line
     naming the file and what it should have been."""
     try:
-        return build(json.loads(Path(path).read_text()))
+        return build(json.loads(as_path(path).read_text()))
     except FileNotFoundError:
         raise LadderlabError(f"{path}: file not found") from None
     except (ValueError, KeyError, TypeError) as e:

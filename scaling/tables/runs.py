@@ -2,7 +2,7 @@
 
 Columns: `run` (id), `N` (parameters as the ladder counts them), `D` (tokens so far), optionally `step`, `lr`,
 `size` and `multiple` (the run's xC), `flops`, growth variants' `operator` ("<operator>:<dim>"), `growth_factor`
-and `growth_tokens`, continued runs' `base_run`, per-task `loss/<task>` and `acc/<task>` (accuracy as a fraction)
+and `growth_tokens`, continued runs' `base_run`, WSD decay branches' `branch_of`, per-task `loss/<task>` and `acc/<task>` (accuracy as a fraction)
 and per-domain `val/<domain>` validation losses. Our ladders write it as CSV; importers fill it from other layouts.
 """
 
@@ -15,9 +15,10 @@ from typing import Sequence
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import as_path
 from ladderlab.scaling.tables.columns import read_columns, read_header, write_csv
 
-TEXT = ("run", "size", "mixture", "operator", "base_run")
+TEXT = ("run", "size", "mixture", "operator", "base_run", "branch_of")
 REQUIRED = ("run", "N", "D")
 
 
@@ -73,7 +74,7 @@ class Runs:
 
 def read_runs(path: str | Path) -> Runs:
     """Read a runs-table CSV (a file, or a folder holding runs.csv)."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_dir():
         path = path / "runs.csv"
     header = read_header(path)
