@@ -31,7 +31,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", metavar="OUT", help="{set: {law_or_method: {mape, coverage_90, width_90_pct, n_targets}}}")
     p.add_argument("--write-calibration", metavar="CSV",
                    help="write the residual pool the calibration derives from (scaling/bundled/"
-                        "calibration_residuals.csv is the shipped one)")
+                        "calibration_residuals.csv is the shipped one, written after a run of every ladder set "
+                        "with --anchors)")
 
 
 def backtest(args: argparse.Namespace) -> None:

@@ -3,7 +3,8 @@
 Two fit-small / predict-large splits: the paper's 16 runs (190M-1.3B x 1, 2, 5, 10 xC) -> the 3.2B rung, and
 190M-760M -> the 1.3B rung, each at 1, 2, 5, 10 xC. For each step-1 method (the paper's task-loss law, loss-to-loss
 from the general validation loss, and the per-task choice by backtest) and each task: mean |step-1 task-loss error|
-(%), mean |chained accuracy error| and single-step error (points), 90% interval coverage, and the verdicts. Also the
+(%), mean |chained accuracy error| and single-step error (points), coverage and mean width of the 90% intervals
+(one run's, as predicted, and the laws' alone: bootstrap replicates without the runs' scatter), the verdicts. Also the
 wall time of the default method's fit on the 16 runs (8 tasks, 1,000 resamples per step; target under 60 s on the
 2-core dev machine). JSON to stdout (and --json OUT). --smoke: a generated ladder in the OLMo layout, 20 resamples.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ladderlab.scaling.engine.law import percentile_interval
 from ladderlab.scaling.tables.olmo import MAIN_TASKS, OLMO_N, TASK_KEYS, acc_column, loss_column, read_olmo_ladder
 from ladderlab.scaling.tasks import laws as tasks
 from ladderlab.scaling.tasks import report as task_report
@@ -57,12 +59,17 @@ def evaluate(laws: tasks.TaskLaws, everything, held: str) -> dict:
         e.update(method=law.method, predictable=sum(doc[t.name][task]["predictable"] for t in targets),
                  backtest_err_pts=None if law.backtest_error is None else 100 * law.backtest_error)
     rows = [r for by_task in doc.values() for r in by_task.values()]
+    law_only = [(percentile_interval(law.acc_samples(t.N, t.D)[:, None], 0.9), doc[t.name][task]["actual_acc"])
+                for t in targets for task, law in laws.laws.items()]
     return {
         "mean_step1_loss_err_pct": float(np.mean([e["step1_loss_err_pct"] for e in per_task.values()])),
         "mean_chain_acc_err_pts": float(np.mean([e["chain_acc_err_pts"] for e in per_task.values()])),
         "mean_single_acc_err_pts": float(np.mean([e["single_acc_err_pts"] for e in per_task.values()])),
         "coverage_90": float(np.mean([r["in_interval"] for r in rows])),
         "covered": int(sum(r["in_interval"] for r in rows)),
+        "mean_width_pts": float(np.mean([100 * (r["acc_hi"] - r["acc_lo"]) for r in rows])),
+        "covered_laws_only": int(sum(lo[0] <= y <= hi[0] for (lo, hi), y in law_only)),
+        "mean_width_pts_laws_only": float(np.mean([100 * (hi[0] - lo[0]) for (lo, hi), _ in law_only])),
         "n_targets": len(rows),
         "predictable": int(sum(r["predictable"] for r in rows)),
         "per_task": per_task,

@@ -6,7 +6,9 @@ largest run held out and predicted from the others. Mixing law: the mixtures tra
 multiple, fitted per validation domain and optimised for the mean validation loss. Task laws: each domain's
 next-token accuracy through its bits per byte (`scaling.tasks`), the same run held out. report.md carries every
 fit's warnings, the parameters with their intervals, each mixture's shares, every check (predicted with its 90%
-interval against the actual) and says which actual values fall outside their interval.
+interval against the actual; the scaling law's is calibrated on backtests, `scaling.backtest`) and says which
+actual values fall outside their interval. A ladder tracked by W&B (its runs' `wandb_project`) also gets the report
+logged there (`tracking.log_report`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from ladderlab.ladders.config import LadderConfig
 from ladderlab.ladders.plan import mixtures
 from ladderlab.ladders.plots import Curve, plot_curves, plot_predicted, plot_scaling
 from ladderlab.ladders.report_md import markdown
+from ladderlab.ladders.run.tracking import log_report
 from ladderlab.ladders.store import LadderStore, write_atomic
 from ladderlab.scaling import report as fit_report
-from ladderlab.scaling.api import fit
+from ladderlab.scaling.api import fit, judge
 from ladderlab.scaling.tables.runs import Runs, read_runs
 
 MIN_FIT_RUNS = 6  # the Chinchilla law has 5 parameters
@@ -81,18 +84,21 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
     fit_report.print_fit(fitted, f"scaling law L(N, D) on {len(fit_rows)} runs of mixture {main!r} "
                                  "(mean validation loss, nats/token)", console)
     h = rows[held]
-    (point,) = fit_report.predictions_rows(fitted, [{"N": float(h["N"]), "D": float(h["D"])}])
+    (point,) = judge(fitted, x, y, [{"N": float(h["N"]), "D": float(h["D"])}])
     error = 100 * (point["prediction"] - h["loss"]) / h["loss"]
-    interval = (point.get("prediction_lo", np.nan), point.get("prediction_hi", np.nan))
+    key = "calibrated" if "calibrated_lo" in point else "prediction"  # calibrated: a fit on at least 3 sizes
+    kind = "calibrated" if key == "calibrated" else "bootstrap"
+    interval = (point.get(f"{key}_lo", np.nan), point.get(f"{key}_hi", np.nan))
     line = (f"held-out check: {h['run']} (N={h['N']:,.0f}, D={h['D']:,.0f}), the largest run, predicted from the "
             f"other {len(fit_rows)}: loss {point['prediction']:.4f}"
-            + (f" (90% interval {interval[0]:.4f}-{interval[1]:.4f})" if "prediction_lo" in point else "")
+            + (f" ({kind} 90% interval {interval[0]:.4f}-{interval[1]:.4f})" if np.isfinite(interval).all() else "")
             + f", actual {h['loss']:.4f}, error {error:+.2f}%; {verdict(h['loss'], interval, 'the actual loss')}")
     console.print(line)
     return {"fit": fitted.to_json(), "fitted": fitted, "quality": fit_report.quality_line(fitted),
             "warnings": list(fitted.warnings), "held_out": {"run": str(h["run"]), "N": float(h["N"]),
             "D": float(h["D"]), "actual": float(h["loss"]), "prediction": point["prediction"],
-            "interval": [float(v) for v in interval], "error_pct": error, "inside": inside(h["loss"], interval)},
+            "interval": [float(v) for v in interval], "interval_kind": kind, "level": fit_report.LEVEL,
+            "error_pct": error, "inside": inside(h["loss"], interval)},
             "line": line,
             "points": {"N": [r["N"] for r in rows], "D": [r["D"] for r in rows], "loss": [r["loss"] for r in rows],
                        "held_out": [i == held for i in range(len(rows))]}}
@@ -212,13 +218,13 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     console = console or make_console()
     store = LadderStore(root)
     meta = store.meta()
-    if not (Path(root) / "runs.csv").is_file():
+    if not (store.root / "runs.csv").is_file():
         raise LadderlabError(f"{root}: no finished runs yet (no runs.csv); run `ladderlab ladder run` first")
-    runs, cfg = read_runs(Path(root) / "runs.csv"), meta["config"]
+    runs, cfg = read_runs(store.root / "runs.csv"), meta["config"]
     mixes = mixtures(ladder_config(cfg))
     main = next(iter(mixes))
     final = final_rows(runs)
-    out = Path(root) / "report"
+    out = store.root / "report"
     out.mkdir(exist_ok=True)
     console.print(final_table(final))
     plain = [r for r in final if r.get("operator", "scratch") == "scratch" and not r.get("base_run")]  # no variants
@@ -239,6 +245,9 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     write_atomic(out / "summary.json", json.dumps(_plain(summary), indent=1))
     write_atomic(out / "report.md", markdown(summary))
     console.print(f"report: {out / 'report.md'} ({len(summary['plots'])} plots)")
+    tracked = log_report(store.run_dir(meta["plan"][0]["run"]), out, summary)
+    if tracked:
+        console.print(f"report: logged to W&B as run {tracked}")
     return _plain(summary)
 
 
@@ -279,6 +288,7 @@ def _plots(store: LadderStore, meta: dict, runs: Runs, main: str, scaling: dict,
         y = np.array(p["loss"], float)
         lo, hi = (fitted.interval(fit_report.LEVEL, **x) if fitted.boot_BxP is not None
                   else (np.full_like(y, np.nan), np.full_like(y, np.nan)))
+        lo[held], hi[held] = scaling["held_out"]["interval"]  # the held-out run's interval as the check states it
         fit_x = {k: v[~held] for k, v in x.items()}
         plot_scaling(fitted, fit_x, y[~held], scaling["held_out"], out / "scaling_fit.png")
         plot_predicted(y, fitted.predict(**x), lo, hi, held, scaling["held_out"], out / "predicted_vs_actual.png")

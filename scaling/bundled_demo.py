@@ -1,9 +1,9 @@
 """`ladderlab demo --bundled`: fit laws on bundled real training runs and check a held-out prediction.
 
 Fits the Chinchilla law on the over-training runs (Gadre et al. 2024) of at most `max_fit_params` parameters,
-predicts the larger held-out runs with bootstrap intervals, and refits the data-constrained law on the
-datablations 182-run set (Muennighoff et al. 2023) against its published R_D* and R_N*. Given a folder, it writes
-summary.json, report.txt (what it printed) and each fit's plot there.
+predicts the larger held-out runs with calibrated 90% intervals (scaling/backtest/calibration.py), and refits the
+data-constrained law on the datablations 182-run set (Muennighoff et al. 2023) against its published R_D* and R_N*.
+Given a folder, it writes summary.json, report.txt (what it printed) and each fit's plot there.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from rich.console import Console
 from ladderlab.console import make_console, rows_table
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling import report
-from ladderlab.scaling.api import fit
+from ladderlab.scaling.api import fit, judge
+from ladderlab.scaling.backtest.verdict import inside
 from ladderlab.scaling.laws.data_constrained import PUBLISHED_BASE, PUBLISHED_R
 from ladderlab.scaling.plot import plot_fit
 from ladderlab.scaling.tables.columns import read_columns
@@ -74,17 +75,21 @@ def _overtraining(cfg: BundledDemoConfig, console: Console, out: Path | None) ->
     console.print(rows_table(optimal, "compute-optimal allocation", ["flops", "N", "D", "tokens_per_param", "loss"]))
 
     held = [{"N": float(a), "D": float(b), "actual": float(c)} for a, b, c in zip(n[~train], d[~train], y[~train])]
-    preds = report.predictions_rows(fitted, [{"N": h["N"], "D": h["D"]} for h in held])
+    preds = judge(fitted, {"N": n[train], "D": d[train]}, y[train], [{"N": h["N"], "D": h["D"]} for h in held])
     for h, p in zip(held, preds):
-        h.update(p)
+        h.update(prediction=p["prediction"], interval=[p["calibrated_lo"], p["calibrated_hi"]],
+                 interval_kind="calibrated", level=report.LEVEL, verdict=p["verdict"])
         h["error_pct"] = 100 * (h["prediction"] - h["actual"]) / h["actual"]
-        h["covered"] = bool(p.get("prediction_lo", np.inf) <= h["actual"] <= p.get("prediction_hi", -np.inf))
-    console.print(rows_table(held, "held-out larger runs", ["N", "D", "actual", "prediction", "error_pct"]))
+        h["check"] = inside(h["actual"], *h["interval"])
+    shown = [{**h, "prediction_lo": h["interval"][0], "prediction_hi": h["interval"][1]} for h in held]
+    console.print(rows_table(shown, "held-out larger runs: prediction with its calibrated 90% interval",
+                             ["N", "D", "actual", "prediction", "error_pct", "check"]))
     mape = float(np.mean([abs(h["error_pct"]) for h in held])) if held else float("nan")
-    covered = sum(h["covered"] for h in held)
+    covered = sum(h["check"] == "inside" for h in held)
     console.print(
         f"held-out check: {len(held)} runs above {cfg.max_fit_params:.3g} params predicted with mean abs error "
-        f"{mape:.2f}%; {covered}/{len(held)} actuals inside the 90% interval"
+        f"{mape:.2f}%; {covered}/{len(held)} actuals inside the calibrated 90% interval (from the backtests, "
+        f"level {report.LEVEL})"
     )
     return {"fit": fitted.to_json(), "compute_optimal": optimal, "held_out": held, "held_out_mape": mape}
 

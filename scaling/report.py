@@ -50,14 +50,15 @@ def fit_info(x: dict[str, np.ndarray], scale: float | None) -> dict[str, Any]:
 
 
 def judged(fitted: FittedLaw, info: dict[str, Any], point: dict[str, Any], pred: float,
-           calibration: Calibration | None = None) -> dict[str, Any]:
-    """Distance ratio past the fitted runs, calibrated 90% interval and verdict of one prediction."""
+           calibration: Calibration | None = None, boot: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Distance ratio past the fitted runs, calibrated 90% interval (widened to the bootstrap one `boot` where that
+    is wider) and verdict of one prediction."""
     cal = calibration or bundled_calibration()
     dist = float(distance(info["fit_max"], point)[0])
-    half = None if info.get("scale") is None else float(cal.half_width_at(dist, info["scale"]))
     out: dict[str, Any] = {"past_fitted": float(np.exp(dist))}
-    if half is not None:
-        out["calibrated_lo"], out["calibrated_hi"] = pred * float(np.exp(-half)), pred * float(np.exp(half))
+    if info.get("scale") is not None:
+        lo, hi = cal.interval(np.array([pred]), np.array([dist]), info["scale"], *(boot or (None, None)))
+        out["calibrated_lo"], out["calibrated_hi"] = float(lo[0]), float(hi[0])
     out["verdict"] = judge(dist, info.get("scale"), fitted.warnings, cal).text()
     return out
 
@@ -121,7 +122,8 @@ def predictions_rows(fitted: FittedLaw, points: Sequence[dict[str, float]], info
             lo, hi = fitted.interval(LEVEL, **x)
             row["prediction_lo"], row["prediction_hi"] = float(lo[0]), float(hi[0])
         if info is not None:
-            row.update(judged(fitted, info, x, row["prediction"]))
+            boot = (row["prediction_lo"], row["prediction_hi"]) if "prediction_lo" in row else None
+            row.update(judged(fitted, info, x, row["prediction"], boot=boot))
         rows.append(row)
     return rows
 

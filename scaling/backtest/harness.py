@@ -1,6 +1,8 @@
 """Fit small, predict large, score: every cut of every set, bootstrap intervals on the reported splits, and the
 before/after table (today's bootstrap intervals against calibrated ones, calibrated without the set scored).
-Curve sets (the annealing law) and fold sets (the mixing law) are scored with their own intervals, uncalibrated."""
+Curve sets (the annealing law) borrow the ladder sets' calibration (flagged: the law has no other backtested family to
+calibrate it on); fold sets (the mixing law) keep their own intervals, each fold's from the other folds' held-out
+errors (no extrapolation distance)."""
 
 from __future__ import annotations
 
@@ -50,9 +52,9 @@ def cuts(sizes: np.ndarray, min_sizes: int) -> list[float]:
 
 
 def scale(log_err_largest: np.ndarray, rmse_log: float) -> float:
-    """A fit's scale: RMS log error on its largest size of the same law fitted without that size, at least the
-    fit's in-sample RMSE."""
-    return float(max(np.sqrt(np.mean(np.square(log_err_largest))), rmse_log))
+    """A fit's scale: RMS log error on its largest size of the same law fitted without that size (how its form
+    extrapolates) and the fit's in-sample RMSE (how noisy the runs are), in quadrature."""
+    return float(np.sqrt(np.mean(np.square(log_err_largest)) + rmse_log ** 2))
 
 
 def self_check_scale(method: str, x: Mapping[str, np.ndarray], y: np.ndarray, fitted: FittedLaw) -> float | None:
@@ -121,9 +123,11 @@ def run_splits(sets: Mapping[str, BacktestSet], n_boot: int = 200, seed: int = 0
 
 def residuals(rows: Sequence[dict[str, Any]]) -> Residuals:
     """The calibration residuals of backtest rows (every cut, every target)."""
-    return Residuals(np.array([r["family"] for r in rows], object), np.array([r["method"] for r in rows], object),
-                     np.array([r["dist"] for r in rows]),
-                     np.array([abs(np.log(r["actual"] / r["pred"])) for r in rows]), np.array([r["scale"] for r in rows]))
+    pred = np.array([r["pred"] for r in rows])
+    boot = [np.nan_to_num(np.log(np.array([r[k] for r in rows]) / pred)) for k in ("boot_lo", "boot_hi")]
+    return Residuals(*(np.array([r[k] for r in rows], object) for k in ("family", "method", "split")),
+                     np.array([r["dist"] for r in rows]), np.log(np.array([r["actual"] for r in rows]) / pred),
+                     np.array([r["scale"] for r in rows]), *boot)
 
 
 def score(rows: Sequence[dict[str, Any]], calibration_for: Mapping[str, Calibration]) -> dict[str, dict[str, Any]]:
@@ -135,14 +139,18 @@ def score(rows: Sequence[dict[str, Any]], calibration_for: Mapping[str, Calibrat
             sel = [r for r in rows if r["split"] == split and r["method"] == method]
             y, pred = np.array([r["actual"] for r in sel]), np.array([r["pred"] for r in sel])
             lo, hi = np.array([r["boot_lo"] for r in sel]), np.array([r["boot_hi"] for r in sel])
-            cal = calibration_for[sel[0]["family"]]
-            c_lo, c_hi = cal.interval(pred, np.array([r["dist"] for r in sel]), np.array([r["scale"] for r in sel]),
-                                      lo if np.isfinite(lo).all() else None,
-                                      hi if np.isfinite(hi).all() else None)
+            c_lo, c_hi = _calibrated(calibration_for[sel[0]["family"]], sel, pred, lo, hi)
             mape = float(np.mean(np.abs(pred / y - 1)) * 100)
             out.setdefault(split, {})[method] = _metrics(mape, y, lo, hi)
-            out[split][f"{method}/calibrated"] = _metrics(mape, y, c_lo, c_hi)
+            out[split][f"{method}/calibrated"] = {**_metrics(mape, y, c_lo, c_hi), "calibration": BORROWED}
     return out
+
+
+def _calibrated(cal: Calibration, sel: Sequence[dict[str, Any]], pred: np.ndarray, lo: np.ndarray,
+                hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated intervals of rows `sel`, widened to their bootstrap intervals (lo, hi) where those exist."""
+    boot = (lo, hi) if np.isfinite(lo).all() and np.isfinite(hi).all() else (None, None)
+    return cal.interval(pred, np.array([r["dist"] for r in sel]), np.array([r["scale"] for r in sel]), *boot)
 
 
 def _metrics(mape: float, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
@@ -153,22 +161,29 @@ def _metrics(mape: float, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict
 
 def _curve_table(job: tuple) -> list[dict[str, Any]]:
     """One loss column of a curve set: the annealing law fitted on the small runs' every logged step (bootstrap over
-    whole runs), each target branch's final loss predicted with its 90% interval."""
-    split, label, curves, fit_max_n, targets, n_boot, seed = job
+    whole runs), each target branch's final loss predicted with its 90% interval; the fit's scale (as the ladder
+    sets': the law refitted without the largest fitted size predicts that size's branches) for the calibration."""
+    family, split, label, curves, fit_max_n, targets, n_boot, seed = job
+    fit_curves_ = [c for c in curves if c.n <= fit_max_n]
+    largest = max(c.n for c in fit_curves_)
     with threadpool_limits(1):
-        fitted = fit_curves([c for c in curves if c.n <= fit_max_n], bootstrap=n_boot, seed=seed)
+        fitted = fit_curves(fit_curves_, bootstrap=n_boot, seed=seed)
+        inner = fit_curves([c for c in fit_curves_ if c.n < largest])
+    check = final_predictions(inner, [c for c in fit_curves_ if c.n == largest and c.start > 0])
+    sigma = scale(np.log(check["actual"] / check["pred"]), fitted.rmse_log)
     shown = [c for c in curves if c.run in targets]
     got = final_predictions(fitted, shown)
     nan = np.full(len(shown), np.nan)
     lo, hi = (nan, nan) if got["lo"] is None else (got["lo"], got["hi"])
-    return [{"split": split, "method": "annealing", "table": label, "run": c.run, "pred": float(got["pred"][i]),
-             "actual": float(got["actual"][i]), "lo": float(lo[i]), "hi": float(hi[i])} for i, c in enumerate(shown)]
+    return [{"family": family, "split": split, "method": "annealing", "table": label, "run": c.run,
+             "pred": float(got["pred"][i]), "actual": float(got["actual"][i]), "lo": float(lo[i]), "hi": float(hi[i]),
+             "dist": float(np.log(c.n / largest)), "scale": sigma} for i, c in enumerate(shown)]
 
 
 def _fold_table(job: tuple) -> list[dict[str, Any]]:
     """One loss column of a fold set: every run predicted by the mixing law ("auto": plain or log by held-out
     error) fitted without its fold; its 90% interval from the held-out errors of the other folds' runs."""
-    split, label, proportions, y, seed = job
+    family, split, label, proportions, y, seed = job
     with threadpool_limits(1):
         model = fit_mixing_model(proportions, {label: y}, seed=seed)
     fold = folds_of(len(y), min(FOLDS, len(y)), seed)  # the folds fit_mixing_model held out
@@ -179,16 +194,16 @@ def _fold_table(job: tuple) -> list[dict[str, Any]]:
         others = MixingModel(model.domains, model.laws, {label: oof[~held]}, {label: y[~held]}, model.cv)
         lo[held], hi[held] = others.interval(oof[held], {label: 1.0})
     rho = cv_scores(oof, y)["spearman"]
-    return [{"split": split, "method": "mixing-law", "table": label, "run": i, "pred": float(oof[i]),
+    return [{"family": family, "split": split, "method": "mixing-law", "table": label, "run": i, "pred": float(oof[i]),
              "actual": float(y[i]), "lo": float(lo[i]), "hi": float(hi[i]), "spearman": rho} for i in range(len(y))]
 
 
 def run_whole(sets: Mapping[str, CurveSet | FoldSet], n_boot: int = 200, seed: int = 0,
               workers: int | None = None) -> list[dict[str, Any]]:
     """Every loss column of the curve and fold sets scored, one prediction row per target run."""
-    jobs = [(_curve_table, (s.split, label, curves, s.fit_max_n, s.targets, n_boot, seed))
+    jobs = [(_curve_table, (s.family, s.split, label, curves, s.fit_max_n, s.targets, n_boot, seed))
             for s in sets.values() if isinstance(s, CurveSet) for label, curves in s.curves.items()]
-    jobs += [(_fold_table, (s.split, label, s.proportions, y, seed))
+    jobs += [(_fold_table, (s.family, s.split, label, s.proportions, y, seed))
              for s in sets.values() if isinstance(s, FoldSet) for label, y in s.losses.items()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     return [row for rows in map_jobs(_call, jobs, workers) for row in rows]
@@ -199,33 +214,46 @@ def _call(job: tuple) -> Any:
     return fn(args)
 
 
-def score_whole(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{split: {method: {mape, coverage_90, width_90_pct, n_targets[, spearman]}}} of curve and fold set rows
-    (spearman: held-out rank correlation averaged over the loss columns)."""
+FOLD_INTERVAL = "each fold's interval from the other folds' held-out errors: held-out already, no distance to calibrate"
+BORROWED = ("borrowed from the other families' Chinchilla and data-constrained backtests: this law is backtested on "
+            "one family only, so it has no leave-one-set-out calibration of its own")
+
+
+def score_whole(rows: Sequence[dict[str, Any]],
+                calibration_for: Mapping[str, Calibration]) -> dict[str, dict[str, Any]]:
+    """{split: {method: {mape, coverage_90, width_90_pct, n_targets[, spearman, calibration]}}} of curve and fold set
+    rows (spearman: held-out rank correlation averaged over the loss columns); curve rows also as
+    `method/calibrated`, with the calibration that left their family out."""
     out: dict[str, dict[str, Any]] = {}
     for split, method in dict.fromkeys((r["split"], r["method"]) for r in rows):
         sel = [r for r in rows if r["split"] == split and r["method"] == method]
         y, pred = np.array([r["actual"] for r in sel]), np.array([r["pred"] for r in sel])
         lo, hi = np.array([r["lo"] for r in sel]), np.array([r["hi"] for r in sel])
-        metrics = _metrics(float(np.mean(np.abs(pred / y - 1)) * 100), y, lo, hi)
+        mape = float(np.mean(np.abs(pred / y - 1)) * 100)
+        metrics = _metrics(mape, y, lo, hi)
         if "spearman" in sel[0]:
             metrics["spearman"] = float(np.mean(list({r["table"]: r["spearman"] for r in sel}.values())))
+            metrics["calibration"] = FOLD_INTERVAL
         out.setdefault(split, {})[method] = metrics
+        if "scale" in sel[0]:
+            c_lo, c_hi = _calibrated(calibration_for[sel[0]["family"]], sel, pred, lo, hi)
+            out[split][f"{method}/calibrated"] = {**_metrics(mape, y, c_lo, c_hi), "calibration": BORROWED}
     return out
 
 
 def backtest(sets: Mapping[str, AnySet], shipped: Residuals, n_boot: int = 200, seed: int = 0,
              warm: bool = True, workers: int | None = None) -> tuple[dict[str, Any], Residuals, list[dict[str, Any]]]:
-    """Backtest `sets`; score each ladder set against a calibration built from every other family (this run's
-    residuals replacing the shipped ones of the families it ran), curve and fold sets with their own intervals.
+    """Backtest `sets`; score each ladder and curve set against a calibration built from every other family (this
+    run's ladder residuals replacing the shipped ones of the families it ran; curve sets borrow it, adding none:
+    their law is backtested on one family only), fold sets with their own intervals.
     Returns the scores, the residual pool and the ladder sets' rows."""
     ladders = {k: s for k, s in sets.items() if isinstance(s, BacktestSet)}
-    rows = run_splits(ladders, n_boot, seed, warm, workers)
-    fresh = [r for r in rows if not r["family"].startswith("csv:")]
-    pool = shipped.replacing(residuals(fresh)) if fresh else shipped
-    families = sorted({r["family"] for r in rows})
-    doc = score(rows, {f: calibrate(pool.without([f])) for f in families})
     whole = {k: s for k, s in sets.items() if not isinstance(s, BacktestSet)}
-    if whole:
-        doc.update(score_whole(run_whole(whole, n_boot, seed, workers)))
+    rows = run_splits(ladders, n_boot, seed, warm, workers)
+    whole_rows = run_whole(whole, n_boot, seed, workers) if whole else []
+    fresh = [r for r in rows if not r["family"].startswith("csv:")]  # only the laws the calibration serves
+    pool = shipped.replacing(residuals(fresh)) if fresh else shipped
+    calibration_for = {f: calibrate(pool.without([f])) for f in sorted({r["family"] for r in rows + whole_rows})}
+    doc = score(rows, calibration_for)
+    doc.update(score_whole(whole_rows, calibration_for))
     return doc, pool, rows

@@ -6,7 +6,9 @@ law to the general validation loss instead and bridges it to the task loss; on t
 misses of ARC by about 40% and of CSQA by 20%, and is used whenever the runs have the general loss.
 Step 2 fits Acc(L) = a / (1 + exp(-k (L - L0))) + b on every checkpoint after the first 10% of each run, smoothed
 by a trailing mean, plus the anchor (L=0, Acc=1). The chained prediction is step2(step1(N, D)); its interval pairs
-bootstrap replicates of step 1 (resampling runs) with those of step 2 (resampling checkpoints). The single-step
+bootstrap replicates of step 1 (resampling runs) with those of step 2 (resampling checkpoints) and, since the target
+is one run, adds to each a run's scatter about step 2 (a fitted run's final accuracy minus step 2 at its final task
+loss, centred, drawn at random): a prediction interval for the run's accuracy, not only for the law's. The single-step
 baseline fits accuracy straight from (N, D). Each task is also backtested: refitted without the ladder's largest
 size, it predicts that size's runs; a task is `predictable` only when its interval is narrow, no step-1 parameter
 sits at a bound and that backtest error is small ("auto" picks, per task, the method with the smaller one).
@@ -147,7 +149,7 @@ class Backtest:
 @dataclass
 class TaskLaw:
     """One task's fitted laws: step 1 (the paper's, and the general-loss law and bridge when used), step 2, the
-    single-step baseline, its measured noise and its backtest."""
+    single-step baseline, its measured noise, its backtest and the runs' scatter about step 2."""
 
     task: str
     step1: FittedLaw
@@ -160,6 +162,7 @@ class TaskLaw:
     bridge: FittedLaw | None = None
     backtest: Backtest | None = None
     max_backtest_error: float = 0.05
+    scatter: np.ndarray = field(default_factory=lambda: np.zeros(1))  # centred step-2 residuals, runs' final points
 
     def loss_point(self, n: float, d: float) -> float:
         return step1_loss(self.method, self.step1, self.general, self.bridge, n, d)
@@ -174,6 +177,13 @@ class TaskLaw:
     def acc_samples(self, n: float, d: float) -> np.ndarray:
         """Chained replicates: step-2 replicate b applied to step-1 replicate b's loss."""
         return np.diagonal(self.step2.law.predict_batch(self.step2.boot_BxP, {"L": self.loss_samples(n, d)}))
+
+    def run_samples(self, n: float, d: float) -> np.ndarray:
+        """Replicates of one run's accuracy: chained replicate b plus a run's scatter about step 2 drawn at random
+        (seeded from step 2's replicates, so a refit with the same seed repeats them)."""
+        rng = np.random.default_rng(_seed(self.step2.seed, 3))
+        acc_B = self.acc_samples(n, d)
+        return acc_B + rng.choice(self.scatter, len(acc_B))
 
     def step1_laws(self) -> list[FittedLaw]:
         """The fitted laws step 1 uses: the paper's, or the general law and the bridge."""
@@ -194,11 +204,12 @@ class TaskLaw:
         return None if self.backtest is None else self.backtest.errors.get(self.method)
 
     def predict(self, N: float, D: float, level: float = 0.9) -> TaskPrediction:
-        """Chained prediction at (N, D) with its percentile interval (needs bootstrap replicates)."""
+        """Chained prediction at (N, D) with percentile intervals (needs bootstrap replicates): the task loss's over
+        step 1's replicates, the accuracy's over one run's (`run_samples`)."""
         loss = self.loss_point(N, D)
         acc = float(self.step2.predict(L=loss)[0])
         (l_lo,), (l_hi,) = percentile_interval(self.loss_samples(N, D)[:, None], level)
-        (a_lo,), (a_hi,) = percentile_interval(self.acc_samples(N, D)[:, None], level)
+        (a_lo,), (a_hi,) = percentile_interval(self.run_samples(N, D)[:, None], level)
         single = float(self.single.predict(N=N, D=D)[0])
         return TaskPrediction(loss, float(l_lo), float(l_hi), acc, float(a_lo), float(a_hi), single, self.method,
                               self.backtest_error, self.reasons(float(a_hi - a_lo)))
@@ -293,6 +304,13 @@ def _fit_steps(runs: Runs, task: str, methods: Sequence[str], column: str, last:
     return step1, bridge, step2
 
 
+def run_scatter(step2: FittedLaw, p1: dict[str, np.ndarray]) -> np.ndarray:
+    """Each run's final accuracy minus step 2 at its final task loss, centred (the point prediction carries no
+    offset, so neither does its interval): the spread of one run's accuracy about the law."""
+    residual = p1["acc"] - step2.predict(L=p1["loss"])
+    return residual - residual.mean()
+
+
 def fit_task(
     runs: Runs, task: str, bootstrap: int = 1000, seed: int = 0, max_width: float = 0.1, task_index: int = 0,
     last: int = LAST, skip: float = SKIP, window: int = WINDOW, method: str = "default", general: str = GENERAL,
@@ -317,7 +335,7 @@ def fit_task(
     p1 = step1_points(runs, task, last)
     single = fit_law(SingleStep(), {"N": p1["N"], "D": p1["D"]}, p1["acc"], n_refine=4)
     law = TaskLaw(task, step1, step2, single, measure_noise(runs, task), max_width, method, general_law, bridge,
-                  backtest, max_backtest_error)
+                  backtest, max_backtest_error, run_scatter(step2, p1))
     _bootstrap(law.step1, {"N": p1["N"], "D": p1["D"]}, p1["loss"], n=bootstrap, seed=_seed(seed, task_index, 1),
                warm=True)
     if law.bridge is not None:  # the general law's seed: replicate b draws the same runs in both
