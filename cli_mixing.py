@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from typing import Any
 
@@ -43,8 +44,9 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
     p.add_argument("--json", metavar="OUT", help="write the fitted mixing model as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="held-out predicted vs observed, per column")
-    p = laws.add_parser("mixture-scaling", help="joint law L(N, D, r) = E + A/N^alpha + B/D^beta + k exp(t . r) per "
-                                               "loss column, over all mixtures, sizes and checkpoints at once")
+    p = laws.add_parser("mixture-scaling", help="loss of any mixture at any N, D: the joint law L(N, D, r) = E + "
+                                               "A/N^alpha + B/D^beta + k exp(t . r) or the nested step -> size -> "
+                                               "mixing pipeline, chosen by a backtest holding the largest size out")
     p.add_argument("--runs", required=True, metavar="R.csv", help="one row per checkpoint: shares, N, D and losses")
     p.add_argument("--shares", required=True, type=names_arg, metavar="COL,COL,...",
                    help="training-domain share columns (each row sums to 1 within 0.01)")
@@ -53,7 +55,8 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
     p.add_argument("--loss", required=True, type=names_arg, metavar="COL[,COL...]", help="loss column(s) to fit")
     p.add_argument("--run", metavar="COL", help="run-id column: the bootstrap resamples whole runs (default: rows "
                                                  "with the same shares and N are one run)")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap refits over runs (0: none)")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                   help="bootstrap refits over runs (joint) or error draws (nested) for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", required=True, metavar="LAW", help="write the fitted law as JSON")
     p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs")
@@ -87,7 +90,10 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
                    help="id + per loss column its prediction and its 90%% interval (<col>_lo, <col>_hi)")
     kinds = add_group(sub, "optimize", "optimise a training mixture", "what")
     p = kinds.add_parser("mixture", help="the mixture minimising a predicted target under share limits and budgets")
-    p.add_argument("--law", required=True, metavar="JSON", help="written by `ladderlab fit mixing-law --json`")
+    p.add_argument("--law", required=True, metavar="JSON",
+                   help="written by `ladderlab fit mixing-law --json` or `fit mixture-scaling --json`")
+    p.add_argument("--at", type=point_arg, metavar="N=...,D=...",
+                   help="model size and tokens of the run (required for a mixture-scaling law; D is its token count)")
     p.add_argument("--objective", type=_target, action="append", default=[], metavar="COL[=WEIGHT]",
                    help="loss column to minimise; repeat with weights for a weighted set (default: mean of all)")
     p.add_argument("--target", type=_target, action="append", dest="objective", help=argparse.SUPPRESS)  # old name
@@ -141,22 +147,17 @@ def fit_cmr(args: argparse.Namespace) -> None:
 
 
 def fit_mixture_scaling(args: argparse.Namespace) -> None:
-    """`fit mixture-scaling`: the joint law of (N, D, shares) per loss column, from one row per checkpoint."""
-    from ladderlab.scaling.mixing.joint import FORMULA, fit_mixture_scaling as fit
+    """`fit mixture-scaling`: joint law or nested pipeline per loss column, chosen by a held-out-size backtest."""
+    from ladderlab.scaling.mixing.mixture_scaling import fit_mixture_scaling as fit
+    from ladderlab.scaling.mixing.report import print_mixture_scaling
     from ladderlab.scaling.tables.columns import read_columns
 
     cols = read_columns(args.runs, [*args.shares, args.n, args.d, *args.loss], text=[args.run] if args.run else [])
     model = fit({s: cols[s] for s in args.shares}, cols[args.n], cols[args.d], {c: cols[c] for c in args.loss},
                 cols.get(args.run), args.bootstrap, args.seed, str(args.runs),
                 {"n": args.n, "d": args.d, "run": args.run}, first_line=2)
-    print(f"mixture-scaling law {FORMULA}, fitted to {len(cols[args.n])} rows of {model.n_runs} runs of {args.runs}")
-    for col, fitted in model.laws.items():
-        ci = fitted.param_intervals(0.9)
-        cells = [f"{k}={v:.4g}" + (f" [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else "")
-                 for k, v in fitted.params.items()]
-        print(f"  {col}: " + ", ".join(cells) + f"; rmse(log) {fitted.rmse_log:.3g}")
-    for w in model.warnings:
-        print(f"  warning: {w}")
+    print(f"fitted to {len(cols[args.n])} rows of {model.n_runs} runs of {args.runs}")
+    print_mixture_scaling(model)
     write_json(args.json, model.to_json())
 
 
@@ -182,20 +183,39 @@ def predict_mixture_loss(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {len(ids)} mixtures x {len(pred)} predicted loss columns (with 90% intervals)")
 
 
-def _predict_joint(args: argparse.Namespace) -> tuple[str, Any, dict]:
-    """id column name, ids and per loss column (prediction, lo, hi) of a mixture-scaling law at --at."""
-    from ladderlab.scaling.mixing.joint import load_mixture_scaling
-    from ladderlab.scaling.mixing.table import read_proportions
-    from ladderlab.scaling.tables.columns import read_header
-
+def _at(args: argparse.Namespace) -> dict[str, float]:
+    """--at for a mixture-scaling law: required, exactly N and D."""
     if args.at is None:
         raise LadderlabError(f"{args.law}: a mixture-scaling law needs --at N=...,D=... (the run to predict)")
     if set(args.at) != {"N", "D"}:
         raise LadderlabError(f"--at: expected N=...,D=..., got {', '.join(args.at)}")
+    return args.at
+
+
+def _predict_joint(args: argparse.Namespace) -> tuple[str, Any, dict]:
+    """id column name, ids and per loss column (prediction, lo, hi) of a mixture-scaling law at --at; prints the
+    "mixtures no longer separated" verdict where it fires."""
+    from ladderlab.scaling.mixing.law import stack
+    from ladderlab.scaling.mixing.mixture_scaling import load_mixture_scaling, predict_at
+    from ladderlab.scaling.mixing.separation import separation, separation_text
+    from ladderlab.scaling.mixing.table import read_proportions
+    from ladderlab.scaling.tables.columns import read_header
+
+    at = _at(args)
     model = load_mixture_scaling(args.law)
     id_col = read_header(args.mixtures)[0]
     ids, props = read_proportions(args.mixtures, id_col, model.domains, missing_as_zero=True)
-    return id_col, ids, model.predict(props, args.at["N"], args.at["D"])
+    law_at = model.at(at["N"], at["D"])
+    pred = predict_at(law_at, stack(props, model.domains))
+    print(f"{model.form} form (chosen by backtest: {model.choice['reason']})")
+    for w in law_at.warnings:
+        print(f"warning: {w}")
+    for col, (p, _, _, draws) in pred.items():
+        text = None if draws is None or len(ids) < 2 else separation_text(
+            col, separation(ids.astype(str), p, draws), f"N={at['N']:.4g}, D={at['D']:.4g}")
+        if text:
+            print(f"verdict: {text}")
+    return id_col, ids, {c: v[:3] for c, v in pred.items()}
 
 
 def _cell(value: float) -> str:
@@ -204,14 +224,35 @@ def _cell(value: float) -> str:
 
 
 def optimize_mixture(args: argparse.Namespace) -> None:
-    """`optimize mixture`: the mixture minimising a fitted mixing law's target under limits and budgets."""
+    """`optimize mixture`: the mixture minimising a fitted mixing or mixture-scaling law's target under limits and
+    budgets (a mixture-scaling law at --at, whose D is the run's token count)."""
     from ladderlab.console import make_console
+    from ladderlab.scaling.mixing.report import print_optimum
+    from ladderlab.scaling.tables.columns import read_json
+
+    kind = read_json(args.law, "mixing-law or mixture-scaling", lambda doc: doc.get("kind"))
+    target = dict(args.objective) if args.objective else None
+    if kind == "mixture-scaling":
+        from ladderlab.scaling.mixing.mixture_scaling import load_mixture_scaling
+        from ladderlab.scaling.mixing.optimize import optimize_scaling
+
+        at = _at(args)
+        if args.tokens is not None and not math.isclose(args.tokens, at["D"], rel_tol=1e-9):
+            raise LadderlabError(f"--tokens {args.tokens:.6g} conflicts with --at D={at['D']:.6g}: for a "
+                                 "mixture-scaling law D sets the run's token count (drop --tokens)")
+        if args.plot:
+            raise LadderlabError("--plot draws a mixing law's landscape; not available for a mixture-scaling law")
+        pred = optimize_scaling(load_mixture_scaling(args.law), at, target, dict(args.min), dict(args.max),
+                                dict(args.budget), args.epochs, seed=args.seed)
+        print_optimum(pred, make_console())
+        write_json(args.json, pred.to_json())
+        return
+    if args.at is not None:
+        raise LadderlabError(f"{args.law}: --at applies only to a mixture-scaling law (this is a {kind} JSON)")
     from ladderlab.scaling.mixing.model import load_mixing_model
     from ladderlab.scaling.mixing.optimize import optimize_mixture as optimize
-    from ladderlab.scaling.mixing.report import print_optimum
 
     model = load_mixing_model(args.law)
-    target = dict(args.objective) if args.objective else None
     pred = optimize(model, target, dict(args.min), dict(args.max), dict(args.budget), args.tokens, args.epochs,
                     seed=args.seed)
     print_optimum(pred, make_console())

@@ -1,8 +1,9 @@
 """Refine many fits of one law at once: weighted Levenberg-Marquardt, vectorised over fits.
 
 Bootstrap replicates are the same data under different row weights (resample counts), so B refits from a good
-start are one array computation: forward-difference Jacobians of all B fits in one `predict_batch` call, Huber
-handled by iteratively reweighted least squares, bounds by freezing parameters pushed against them.
+start are one array computation: forward-difference Jacobians of all B fits in one `predict_batch` call (or the
+law's analytic ones), Huber handled by iteratively reweighted least squares, bounds by freezing parameters pushed
+against them. Fits may have their own targets too (the cross-validation folds of many loss columns in one batch).
 """
 
 from __future__ import annotations
@@ -32,13 +33,20 @@ def refine_batch(
     delta: float = 1e-3,
     max_iter: int = 3000,
     rtol: float = 1e-10,
+    targets_BxN: np.ndarray | None = None,
+    jacobian: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Minimise each fit's weighted objective from its start; returns (theta_BxP, objective_B, converged_B)."""
+    """Minimise each fit's weighted objective from its start; returns (theta_BxP, objective_B, converged_B).
+
+    targets_BxN: each fit's own targets, subtracted from residuals(theta) (then the model's outputs), so fits of
+    different columns share one batch; jacobian(theta_SxP) -> S x P x N: the outputs' analytic derivatives in place
+    of forward differences."""
     theta = np.clip(np.array(theta_BxP, float), lo, hi)
     n_fit, n_par = theta.shape
+    target = np.zeros((n_fit, 1)) if targets_BxN is None else np.asarray(targets_BxN, float)
     lam = np.full(n_fit, 1e-3)
     with np.errstate(all="ignore"):
-        r = residuals(theta)
+        r = residuals(theta) - target
     f = weighted_objective(r, w_BxN, loss, delta)
     done = ~np.isfinite(f)
     stalls = np.zeros(n_fit, int)
@@ -47,18 +55,14 @@ def refine_batch(
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
-        th, ra, wa = theta[act], r[act], w_BxN[act]
-        h = 1e-7 * np.maximum(1.0, np.abs(th))
-        h = np.where(th + h > hi, -h, h)  # step inward at an upper bound
-        shifted = np.repeat(th[:, None, :], n_par, axis=1)
-        shifted[:, np.arange(n_par), np.arange(n_par)] += h
+        th, ra, wa, ta = theta[act], r[act], w_BxN[act], target[act]
         with np.errstate(all="ignore"):
-            r_shift = residuals(shifted.reshape(-1, n_par)).reshape(act.size, n_par, -1)
-        jac = (r_shift - ra[:, None, :]) / h[:, :, None]  # B x P x N
-        jac = np.where(np.isfinite(jac), jac, 0.0)
+            jac = _forward_jacobian(residuals, th, ra + ta, hi) if jacobian is None else jacobian(th)  # B x P x N
+        jac[~np.isfinite(jac)] = 0.0
         u = wa if loss != "huber" else wa * np.where(np.abs(ra) <= delta, 1.0, delta / np.maximum(np.abs(ra), 1e-300))
-        grad = np.einsum("bpn,bn->bp", jac, u * ra)
-        hess = np.einsum("bpn,bn,bqn->bpq", jac, u, jac)
+        ju = jac * u[:, None, :]
+        grad = np.matmul(ju, ra[:, :, None])[:, :, 0]
+        hess = np.matmul(ju, jac.transpose(0, 2, 1))
         frozen = ((th <= lo) & (grad > 0)) | ((th >= hi) & (grad < 0))
         grad = np.where(frozen, 0.0, grad)
         keep = ~frozen[:, :, None] & ~frozen[:, None, :]
@@ -71,7 +75,7 @@ def refine_batch(
             step = -grad / np.maximum(np.einsum("bpp->bp", damped), 1e-12)
         trial = np.clip(th + step, lo, hi)
         with np.errstate(all="ignore"):
-            r_trial = residuals(trial)
+            r_trial = residuals(trial) - ta
         f_trial = weighted_objective(r_trial, wa, loss, delta)
         better = f_trial < f[act]
         gain = np.where(better, (f[act] - f_trial) / np.maximum(np.abs(f[act]), 1e-300), 0.0)
@@ -81,3 +85,13 @@ def refine_batch(
         stalls[act] = np.where(better, np.where(gain > rtol, 0, stalls[act] + 1), stalls[act])
         done[act] = (stalls[act] >= 2) | (lam[act] > 1e10)
     return theta, f, done
+
+
+def _forward_jacobian(outputs: Residuals, th_BxP: np.ndarray, out_BxN: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Forward-difference derivatives of outputs at th (whose outputs are out): B x P x N."""
+    n_fit, n_par = th_BxP.shape
+    h = 1e-7 * np.maximum(1.0, np.abs(th_BxP))
+    h = np.where(th_BxP + h > hi, -h, h)  # step inward at an upper bound
+    shifted = np.repeat(th_BxP[:, None, :], n_par, axis=1)
+    shifted[:, np.arange(n_par), np.arange(n_par)] += h
+    return (outputs(shifted.reshape(-1, n_par)).reshape(n_fit, n_par, -1) - out_BxN[:, None, :]) / h[:, :, None]

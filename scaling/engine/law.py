@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import write_atomic
 from ladderlab.scaling.engine.minimize import MAX_ELEMENTS, blocked_objective, minimize_multistart, minimize_subsampled
 
 Data = Mapping[str, np.ndarray]
@@ -150,8 +151,8 @@ class FittedLaw:
                    tuple(doc.get("fixed", ())))
 
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
+        """Write the law's JSON (`load_fitted` reads it back), atomically, to a local path or an object-store URL."""
+        write_atomic(path, json.dumps(self.to_json(), indent=2))
 
 
 def percentile_interval(samples_BxN: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +248,17 @@ def fit_law(
     if not best.converged:
         fitted.warnings.append(f"fit did not converge: {best.message}")
     fitted.warnings.extend(_at_bounds(law, theta, free))
+    return fitted
+
+
+def fitted_at(law: Law, theta: np.ndarray, value: float, x: Data, y: np.ndarray, converged: bool = True) -> FittedLaw:
+    """The FittedLaw of parameters that another optimiser found (batched refits), with fit_law's diagnostics and
+    warnings; `value` is the objective there."""
+    x, y_N, theta = _inputs(law, x), np.asarray(y, float), np.asarray(theta, float)
+    fitted = _finish(law, theta, float(value), x, y_N, len(theta))
+    if not converged:
+        fitted.warnings.append("fit did not converge: iteration limit reached")
+    fitted.warnings.extend(_at_bounds(law, theta, np.ones(len(theta), bool)))
     return fitted
 
 

@@ -2,8 +2,9 @@
 
 `fit_mixing_model` fits every loss column with the requested law ("plain", "log", "implicit") or, with "auto",
 with whichever of plain and log predicts held-out runs better (log needs more runs than its 2M+1 parameters).
-Out-of-fold predictions are kept: they give held-out Spearman and the prediction intervals (robust spread of held-out
-log errors), which are honest for new mixtures, unlike in-sample residuals.
+A law's cross-validation folds and final fits of every column are one batch of fits. Out-of-fold predictions
+are kept: they give held-out Spearman and the prediction intervals (robust spread of held-out log errors), which
+are honest for new mixtures, unlike in-sample residuals.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ladderlab.errors import LadderlabError
-from ladderlab.scaling.engine.law import FittedLaw, Law
-from ladderlab.scaling.mixing.law import ImplicitMixingLaw, MixingLaw, fit_mixing
+from ladderlab.paths import write_atomic
+from ladderlab.scaling.engine.law import FittedLaw, Law, fitted_at
+from ladderlab.scaling.mixing.law import ImplicitMixingLaw, MixingLaw, fit_mixing_batch
 from ladderlab.scaling.tables.columns import read_json
 
 MODELS = ("auto", "plain", "log", "implicit")
@@ -41,6 +43,17 @@ def model_name(law: Law) -> str:
     if isinstance(law, ImplicitMixingLaw):
         return "implicit"
     return "plain" if law.features == "linear" else "log"
+
+
+def target_weights(target: str | Mapping[str, float] | None, columns: Sequence[str]) -> dict[str, float]:
+    """Target as column weights: one column, given weights (explicit aggregation), or all columns equally."""
+    if target is None:
+        return {c: 1.0 / len(columns) for c in columns}
+    weights = {target: 1.0} if isinstance(target, str) else dict(target)
+    unknown = sorted(set(weights) - set(columns))
+    if unknown:
+        raise LadderlabError(f"unknown target column(s) {', '.join(unknown)} (fitted: {', '.join(columns)})")
+    return weights
 
 
 @dataclass
@@ -71,14 +84,8 @@ class MixingModel:
         return {c: law.law.predict_batch(law.theta[None, :], x)[0] for c, law in self.laws.items()}
 
     def weights(self, target: str | Mapping[str, float] | None) -> dict[str, float]:
-        """Target as column weights: one column, given weights (explicit aggregation), or all columns equally."""
-        if target is None:
-            return {c: 1.0 / len(self.laws) for c in self.laws}
-        weights = {target: 1.0} if isinstance(target, str) else dict(target)
-        unknown = sorted(set(weights) - set(self.laws))
-        if unknown:
-            raise LadderlabError(f"unknown target column(s) {', '.join(unknown)} (fitted: {', '.join(self.laws)})")
-        return weights
+        """Target as column weights (`target_weights` over this model's columns)."""
+        return target_weights(target, list(self.laws))
 
     def predict_target(self, r_NxM: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
         """Weighted predicted loss at N mixtures given as an N x M array in domain order."""
@@ -113,7 +120,8 @@ class MixingModel:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2))
+        """Write the model's JSON (`load_mixing_model` reads it back), atomically, locally or to a URL."""
+        write_atomic(path, json.dumps(self.to_json(), indent=2))
 
 
 def load_mixing_model(path: str | Path) -> MixingModel:
@@ -140,14 +148,23 @@ def folds_of(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % k
 
 
-def out_of_fold(law: Law, x: dict[str, np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """Each row predicted by the law fitted without its fold."""
-    pred = np.empty_like(y)
-    for f in np.unique(fold):
-        held = fold == f
-        fitted = fit_mixing(law, {d: v[~held] for d, v in x.items()}, y[~held], check_cap=False)  # warnings unused
-        pred[held] = fitted.predict(**{d: v[held] for d, v in x.items()})
-    return pred
+def cross_fit(law: Law, x: dict[str, np.ndarray], y_CxN: np.ndarray, fold: np.ndarray | None
+              ) -> tuple[np.ndarray | None, list[FittedLaw]]:
+    """Every column's out-of-fold predictions (each row predicted by the law fitted without its fold; None without
+    folds) and its fit on every row, all in one batch of fits (columns x (folds + 1))."""
+    folds = [] if fold is None else list(np.unique(fold))
+    n_cols, n = y_CxN.shape
+    w_SxN = np.array([*(fold != f for f in folds), np.ones(n, bool)], float)  # one row per split, the last all
+    theta, value, done = fit_mixing_batch(law, x, np.repeat(y_CxN, len(w_SxN), axis=0), np.tile(w_SxN, (n_cols, 1)))
+    theta, value, done = (a.reshape(n_cols, len(w_SxN), *a.shape[1:]) for a in (theta, value, done))
+    oof = None
+    if folds:
+        oof = np.empty_like(y_CxN)
+        for s, f in enumerate(folds):
+            held = fold == f
+            oof[:, held] = law.predict_batch(theta[:, s], {d: v[held] for d, v in x.items()})
+    full = [fitted_at(law, theta[c, -1], value[c, -1], x, y_CxN[c], bool(done[c, -1])) for c in range(n_cols)]
+    return oof, full
 
 
 def cv_scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -180,28 +197,30 @@ def fit_mixing_model(
     candidates = ["plain", "log"] if model == "auto" else [model]
     out = MixingModel(domains, {}, {}, {}, {}, id_col, share_max={d: float(v.max()) for d, v in x.items()},
                       proportions=x)
-    for col, y in losses.items():
-        y = np.asarray(y, float)
+    cols = list(losses)
+    for col in cols:
+        y = np.asarray(losses[col], float)
         if len(y) != n:
             raise LadderlabError(f"loss column {col} has {len(y)} rows, the mixtures have {n}")
         bad = np.flatnonzero(~np.isfinite(y) | (y <= 0))
         if bad.size:
             raise LadderlabError(f"loss column {col}: value {y[bad[0]]} at row {bad[0]} is not a positive number")
-        laws = {m: make_mixing_law(m, domains, latent) for m in candidates}
-        too_big = [m for m, law in laws.items() if len(law.params) >= n]
-        if too_big and model != "auto":
-            raise LadderlabError(f"{col}: fewer runs ({n}) than parameters of the {model} law ({len(laws[model].params)}); "
-                                 "add runs or use fewer domains")
-        usable = {m: law for m, law in laws.items() if len(law.params) < n_train}
-        scores, oof = {}, {}
-        for m, law in usable.items():
-            oof[m] = out_of_fold(law, x, y, fold)
-            scores[m] = cv_scores(oof[m], y)
+    y_CxN = np.array([np.asarray(losses[c], float) for c in cols])
+    laws = {m: make_mixing_law(m, domains, latent) for m in candidates}
+    too_big = [m for m, law in laws.items() if len(law.params) >= n]
+    if too_big and model != "auto":
+        raise LadderlabError(f"{cols[0]}: fewer runs ({n}) than parameters of the {model} law ({len(laws[model].params)}); "
+                             "add runs or use fewer domains")
+    usable = [m for m, law in laws.items() if len(law.params) < n_train]
+    fits = {m: cross_fit(laws[m], x, y_CxN, fold if m in usable else None) for m in usable or candidates[:1]}
+    for c, (col, y) in enumerate(zip(cols, y_CxN)):
+        scores = {m: cv_scores(fits[m][0][c], y) for m in usable}
         chosen = min(scores, key=lambda m: scores[m]["rmse_log"]) if scores else candidates[0]
-        fitted = fit_mixing(laws[chosen], x, y)
-        if chosen not in oof:  # too few runs to cross-validate: in-sample errors are all we have
-            oof[chosen] = fitted.predict(**x)
+        fitted = fits[chosen][1][c]
+        if not scores:  # too few runs to cross-validate: in-sample errors are all we have
+            oof = fitted.predict(**x)
             out.warnings.append(f"{col}: too few runs ({n}) to cross-validate; intervals use in-sample errors")
-        out.laws[col], out.oof[col], out.observed[col], out.cv[col] = fitted, oof[chosen], y, scores
+        else:
+            oof = fits[chosen][0][c]
+        out.laws[col], out.oof[col], out.observed[col], out.cv[col] = fitted, oof, y, scores
     return out
-

@@ -1,7 +1,8 @@
 """Optimal mixtures: minimise a mixing model's predicted loss over the simplex under share limits and token budgets.
 
-`optimize_mixture` optimises a fitted MixingModel; `predict_mixture` fits one to runs first. A domain with U unique
-tokens in a run of D tokens may not be repeated past K epochs (share <= K U / D), and below that cap its repeated
+`optimize_mixture` optimises a fitted MixingModel; `predict_mixture` fits one to runs first; `optimize_scaling`
+optimises a mixture-scaling law at one run's (N, D) and judges the optimum against the law's draws. A domain with U
+unique tokens in a run of D tokens may not be repeated past K epochs (share <= K U / D), and below that cap its repeated
 tokens are priced by the data-constrained law (Muennighoff et al.): the share the mixing law sees is D'/D with
 D' = U + U R* (1 - exp(-(rD/U - 1)/R*)), so a repeated domain is worth less than fresh data of the same share.
 """
@@ -9,16 +10,21 @@ D' = U + U R* (1 - exp(-(rD/U - 1)/R*)), so a repeated domain is worth less than
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from ladderlab.errors import LadderlabError
+from ladderlab.scaling.engine.law import percentile_interval
 from ladderlab.scaling.laws.data_constrained import PUBLISHED_R, effective
-from ladderlab.scaling.mixing.model import MixingModel, fit_mixing_model
+from ladderlab.scaling.mixing.model import MixingModel, fit_mixing_model, target_weights
+from ladderlab.scaling.mixing.separation import FLIP, separation, significance
 from ladderlab.scaling.mixing.table import check_proportions
+
+if TYPE_CHECKING:
+    from ladderlab.scaling.mixing.mixture_scaling import MixtureScaling
 
 Loss = Callable[[np.ndarray], np.ndarray]  # N x M shares -> N predicted losses
 
@@ -131,13 +137,22 @@ class MixturePrediction:
     interval: tuple[float, float]
     losses: dict[str, float]
     intervals: dict[str, tuple[float, float]]
-    model: MixingModel
+    model: MixingModel | None  # None for a mixture-scaling law
     warnings: list[str]
+    significance: dict[str, Any] | None = None  # mixture-scaling: the optimum's gain against reference mixtures
+    separation: dict[str, Any] | None = None  # mixture-scaling: are the fitted mixtures told apart at the target
 
     def to_json(self) -> dict[str, Any]:
-        return {"ratios": self.ratios, "target": self.target, "loss": self.loss, "interval": list(self.interval),
-                "losses": self.losses, "intervals": {c: list(v) for c, v in self.intervals.items()},
-                "warnings": self.warnings}
+        doc = {"ratios": self.ratios, "target": self.target, "loss": self.loss, "interval": list(self.interval),
+               "losses": self.losses, "intervals": {c: list(v) for c, v in self.intervals.items()},
+               "warnings": self.warnings}
+        extra = {"significance": self.significance, "separation": self.separation}
+        return {**doc, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _beyond(ratios: Mapping[str, float], share_max: Mapping[str, float]) -> list[str]:
+    return [f"{d}: share {v:.3g} is beyond the largest share seen in the fit ({share_max[d]:.3g}); "
+            "the law extrapolates there" for d, v in ratios.items() if v > share_max.get(d, 1.0) + 1e-9]
 
 
 def optimize_mixture(
@@ -165,9 +180,60 @@ def optimize_mixture(
     intervals = {c: tuple(float(b[0]) for b in model.interval(np.array([losses[c]]), {c: 1.0}, level)) for c in losses}
     lo, hi = model.interval(np.array([value]), weights, level)
     ratios = dict(zip(model.domains, map(float, r)))
-    warnings = [f"{d}: share {v:.3g} is beyond the largest share seen in the fit ({model.share_max[d]:.3g}); "
-                "the law extrapolates there" for d, v in ratios.items() if v > model.share_max.get(d, 1.0) + 1e-9]
-    return MixturePrediction(ratios, weights, value, (float(lo[0]), float(hi[0])), losses, intervals, model, warnings)
+    return MixturePrediction(ratios, weights, value, (float(lo[0]), float(hi[0])), losses, intervals, model,
+                             _beyond(ratios, model.share_max))
+
+
+def optimize_scaling(
+    law: MixtureScaling,
+    at: dict[str, float],
+    target: str | Mapping[str, float] | None = None,
+    min: Mapping[str, float] | None = None,  # noqa: A002
+    max: Mapping[str, float] | None = None,  # noqa: A002
+    budget: Mapping[str, float] | None = None,
+    epochs: float = 4.0,
+    level: float = 0.9,
+    seed: int = 0,
+) -> MixturePrediction:
+    """The mixture minimising a mixture-scaling law's target for the run at = {"N": ..., "D": ...} (D: its tokens).
+
+    Judged against the draws: the optimum is "not significant" when its gain over equal shares or over the best
+    fitted mixture is not positive in more than 10% of them, and the fitted mixtures' separation at the target is
+    reported (scaling.mixing.separation)."""
+    model, columns = law.at(at["N"], at["D"]), law.targets
+    weights = target_weights(target, columns)
+    limits = make_limits(law.domains, min, {**law.share_max, **(max or {})}, budget, at["D"], epochs)
+    r, value = optimize_shares(lambda r_NxM: sum(w * model.point(r_NxM)[c] for c, w in weights.items()), limits,
+                               seeds=law.mixtures, seed=seed)
+    m = len(law.domains)
+    rows = effective_shares(np.vstack([r, np.full(m, 1.0 / m), law.mixtures]), limits)
+    point, draws = model.point(rows), model.draws(rows)
+    total = sum(w * point[c] for c, w in weights.items())
+    ratios = dict(zip(law.domains, map(float, r)))
+    if draws is None:
+        nan = (float("nan"), float("nan"))
+        return MixturePrediction(ratios, weights, value, nan, {c: float(v[0]) for c, v in point.items()},
+                                 {c: nan for c in point}, None, _beyond(ratios, law.share_max) + model.warnings)
+    total_draws = sum(w * draws[c] for c, w in weights.items())
+    intervals = {c: tuple(float(b[0]) for b in percentile_interval(d[:, :1], level)) for c, d in draws.items()}
+    lo, hi = percentile_interval(total_draws[:, :1], level)
+    best = 2 + int(np.argmin(total[2:]))
+    sig = significance(value, total_draws[:, 0], {"equal shares": (float(total[1]), total_draws[:, 1]),
+                                                  "best fitted mixture": (float(total[best]), total_draws[:, best])})
+    sig["best_fitted_mixture"] = dict(zip(law.domains, map(float, law.mixtures[best - 2])))
+    names = [_mixture_name(law.domains, v) for v in law.mixtures]
+    sep = separation(names, total[2:], total_draws[:, 2:])
+    warnings = _beyond(ratios, law.share_max) + model.warnings
+    if not sig["significant"]:
+        worst = sorted(sig["against"].items(), key=lambda kv: kv[1]["flip_share"])[-1]  # max is a parameter here
+        warnings.append(f"optimum not significant: its gain over {worst[0]} ({worst[1]['gain']:.4g}) is not positive "
+                        f"in {worst[1]['flip_share']:.0%} of the draws (over {FLIP:.0%}: inside the noise)")
+    return MixturePrediction(ratios, weights, value, (float(lo[0]), float(hi[0])),
+                             {c: float(v[0]) for c, v in point.items()}, intervals, None, warnings, sig, sep)
+
+
+def _mixture_name(domains: Sequence[str], r: np.ndarray) -> str:
+    return ",".join(f"{d}={v:.3g}" for d, v in zip(domains, r))
 
 
 def predict_mixture(

@@ -156,3 +156,74 @@ def test_cmr_reads_the_table_from_csv_or_runs(tmp_path, capsys):
         docs.append(out.read_text())
     assert docs[0] == docs[1]
     assert json.loads(docs[0])["ratio"] == pytest.approx((0.02 / (0.05 * 30**0.2)) ** (1 / 1.5), rel=1e-4)
+
+
+def scaling_law(path, k, t, spread):
+    """A joint mixture-scaling law JSON built by hand: parameters, and 200 replicates that scatter k and t by
+    `spread` (sd, internal units) about them: a well-determined mixture effect or one lost in the noise."""
+    from ladderlab.scaling.engine.law import FittedLaw
+    from ladderlab.scaling.mixing.joint import MixtureScalingLaw
+    from ladderlab.scaling.mixing.mixture_scaling import MixtureScaling
+
+    law = MixtureScalingLaw(DOMAINS)
+    theta = law.to_internal(dict(E=1.8, A=400.0, alpha=0.34, B=900.0, beta=0.3, k=k, t_web=t[0], t_code=t[1]))
+    rng = np.random.default_rng(0)
+    boot = theta + np.hstack([np.zeros((200, 5)), rng.normal(0, spread, (200, 3))])
+    fitted = FittedLaw(law, theta, 0.0, 120, 0.0, 0.0, boot_BxP=boot, seed=0)
+    choice = {"held_out": None, "errors": {"joint": None, "nested": None}, "reason": "built by hand"}
+    model = MixtureScaling("joint", DOMAINS, rng.dirichlet(np.ones(3), 10), {"n": "N", "d": "D", "run": None}, 40,
+                           choice, [], 200, 0, {"val": fitted})
+    path.write_text(json.dumps(model.to_json()))
+    return path
+
+
+def test_mixtures_no_longer_separated_verdict_fires_and_stays_silent(tmp_path, capsys):
+    mix = tmp_path / "M.csv"
+    mix.write_text("id,web,code,books\nnear_a,0.5,0.3,0.2\nnear_b,0.5,0.29,0.21\nfar,0.1,0.8,0.1\n")
+    predict = ["predict", "mixture-loss", "--mixtures", mix, "--at", "N=1B,D=20B", "--out", tmp_path / "P.csv", "--law"]
+    # A well-determined law orders even mixtures 0.003 apart: silent.
+    code, out, _ = run(capsys, *predict, scaling_law(tmp_path / "strong.json", 0.6, (-1.5, 0.8), 0.01))
+    rows = list(csv.DictReader((tmp_path / "P.csv").open()))
+    assert code == 0 and float(rows[0]["val"]) - float(rows[1]["val"]) == pytest.approx(0.0027, abs=2e-4)
+    assert "no longer separated" not in out
+    # A mixture effect lost in the noise: near_a and far are within it.
+    code, out, _ = run(capsys, *predict, scaling_law(tmp_path / "weak.json", 0.01, (-0.3, 0.2), 1.0))
+    assert code == 0 and ("verdict: val: mixtures no longer separated at N=1e+09, D=2e+10: near_b predicts the "
+                          "lowest loss, but its order against near_a (") in out
+    assert re.search(r"near_a \(\d+%\), far \(\d+%\) flips in more than 10% of the draws", out)
+
+
+def test_optimize_a_mixture_scaling_law_judges_its_optimum(tmp_path, capsys):
+    optimize = ["optimize", "mixture", "--at", "N=1B,D=20B", "--json", tmp_path / "opt.json", "--law"]
+    code, out, _ = run(capsys, *optimize, scaling_law(tmp_path / "strong.json", 0.6, (-1.5, 0.8), 0.01))
+    doc = json.loads((tmp_path / "opt.json").read_text())
+    assert code == 0 and "optimum significant" in out and doc["significance"]["significant"]
+    gains = doc["significance"]["against"]
+    assert gains["equal shares"]["gain"] > 0.1 and gains["equal shares"]["flip_share"] == 0.0
+    share_max = json.loads((tmp_path / "strong.json").read_text())["mixtures"]
+    assert doc["ratios"]["web"] == pytest.approx(max(m[0] for m in share_max), abs=1e-6)  # t_web lowest: web capped
+    assert doc["separation"]["separated"] and doc["warnings"] == []
+    # A mixture effect of 0.01 whose exponents scatter by 1 across replicates: no gain to speak of.
+    code, out, _ = run(capsys, *optimize, scaling_law(tmp_path / "weak.json", 0.01, (-0.3, 0.2), 1.0))
+    doc = json.loads((tmp_path / "opt.json").read_text())
+    assert code == 0 and not doc["significance"]["significant"]
+    assert "optimum not significant: its gain over" in doc["warnings"][-1] and "optimum not significant" in out
+    assert not doc["separation"]["separated"] and "mixtures no longer separated" in out
+
+
+def test_optimize_at_errors_name_the_conflict(tmp_path, capsys):
+    law = scaling_law(tmp_path / "law.json", 0.6, (-1.5, 0.8), 0.01)
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law, "--at", "N=1B,D=20B", "--tokens", "100B")
+    assert code == 2 and ("--tokens 1e+11 conflicts with --at D=2e+10: for a mixture-scaling law D sets the run's "
+                          "token count") in err
+    code, _, err = run(capsys, "optimize", "mixture", "--law", law)
+    assert code == 2 and "a mixture-scaling law needs --at N=...,D=..." in err
+    code, out, _ = run(capsys, "optimize", "mixture", "--law", law, "--at", "N=1B,D=20B", "--tokens", "20B",
+                       "--budget", "code=1B", "--json", tmp_path / "opt.json")
+    assert code == 0 and json.loads((tmp_path / "opt.json").read_text())["ratios"]["code"] <= 4 * 1e9 / 2e10 + 1e-9
+    _, m_csv, l_csv = write_tables(tmp_path)
+    mixing = tmp_path / "mixing.json"
+    assert run(capsys, "fit", "mixing-law", "--mixtures", m_csv, "--losses", l_csv, "--model", "plain",
+               "--json", mixing)[0] == 0
+    code, _, err = run(capsys, "optimize", "mixture", "--law", mixing, "--at", "N=1B,D=20B")
+    assert code == 2 and "--at applies only to a mixture-scaling law (this is a mixing-law JSON)" in err

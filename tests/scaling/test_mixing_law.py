@@ -119,8 +119,8 @@ def test_real_regmix_runs_log_law_ranks_held_out_mixtures_better():
     model = fit_mixing_model(table.proportions, table.losses)
     cv = model.cv["metric/the_pile_pile_cc_val_loss"]
     assert model_name(model.laws["metric/the_pile_pile_cc_val_loss"].law) == "log"
-    assert cv["plain"]["spearman"] == pytest.approx(0.8993, abs=2e-3)
-    assert cv["log"]["spearman"] == pytest.approx(0.9737, abs=2e-3)
+    assert cv["plain"]["spearman"] == pytest.approx(0.8845, abs=2e-3)  # converged optima (the old 300-step
+    assert cv["log"]["spearman"] == pytest.approx(0.9685, abs=2e-3)  # cap stopped short: 0.8993 and 0.9737)
     assert cv["log"]["rmse_log"] < 0.6 * cv["plain"]["rmse_log"]
     best = optimize_mixture(model)
     assert best.ratios["train_the_pile_pile_cc"] > 0.85  # RegMix's own optimum for Pile-CC: 0.87
@@ -139,18 +139,36 @@ def _regmix_fixture():
 
 
 @pytest.mark.parametrize("features", ["linear", "log"])
-def test_cap_warning_is_silent_when_the_fit_has_settled_and_fires_when_it_stopped_early(features):
-    """Real RegMix runs: after 300 steps the objective still creeps (~0.1% in 30 more), which is no reason to warn;
-    stopped after 5 steps it still falls by ~10%, which is."""
-    from ladderlab.scaling.mixing.law import CAP_TOLERANCE, cap_gain
+def test_log_jacobian_matches_finite_differences(features):
+    x, _ = _regmix_fixture()
+    law = MixingLaw(tuple(x), features)
+    theta = np.random.default_rng(0).normal(0, 0.5, (3, len(law.params)))
+    h = 1e-6
+    shifted = theta[:, None, :] + h * np.eye(len(law.params))[None]
+    numeric = (np.log(law.predict_batch(shifted.reshape(-1, len(law.params)), x)).reshape(3, len(law.params), -1)
+               - np.log(law.predict_batch(theta, x))[:, None, :]) / h
+    np.testing.assert_allclose(law.log_jacobian(theta, x), numeric, atol=2e-5)
+
+
+@pytest.mark.parametrize("features", ["linear", "log"])
+def test_batched_fits_of_folds_and_columns_equal_fits_one_at_a_time(features):
+    """Real RegMix runs: one batch holding two columns x (a fold's rows, every row) gives each fit's own optimum,
+    no worse than the engine's multistart L-BFGS-B from the same starts, and converged without warnings."""
+    from ladderlab.scaling.engine.law import fit_law
+    from ladderlab.scaling.mixing.law import fit_mixing_batch
 
     x, y = _regmix_fixture()
     law = MixingLaw(tuple(x), features)
-    settled = fit_mixing(law, x, y)
-    assert not [w for w in settled.warnings if "cap" in w]
-    assert cap_gain(settled, x, y, 30) < CAP_TOLERANCE / 5
-    early = fit_mixing(law, x, y, max_iter=5)
-    capped = [w for w in early.warnings if "stopped at the 5-step cap while still improving" in w]
-    assert len(capped) == 1
-    assert cap_gain(early, x, y, 30) > 2 * CAP_TOLERANCE
-    assert not fit_mixing(law, x, y, max_iter=5, check_cap=False).warnings
+    y2 = y * np.exp(0.3 * x["train_the_pile_pile_cc"])  # a second column
+    train = np.arange(len(y)) % 4 != 0
+    w = np.array([train, np.ones_like(train)] * 2, float)
+    theta, value, done = fit_mixing_batch(law, x, np.array([y, y, y2, y2]), w)
+    assert done.all()
+    for b, (target, rows) in enumerate(zip([y, y, y2, y2], w.astype(bool))):
+        x_b = {d: v[rows] for d, v in x.items()}
+        alone = fit_mixing(law, x_b, target[rows])
+        assert not alone.warnings
+        assert value[b] == pytest.approx(alone.objective, rel=1e-9)
+        np.testing.assert_allclose(law.predict_batch(theta[b : b + 1], x)[0], alone.predict(**x), rtol=1e-6)
+        lbfgs = fit_law(law, x_b, target[rows], starts=law.starts(x_b, target[rows]), n_refine=2, max_iter=300)
+        assert value[b] <= lbfgs.objective * (1 + 1e-9)
