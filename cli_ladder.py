@@ -59,7 +59,7 @@ def _ladder_config(args: argparse.Namespace) -> Any:
 def plan(args: argparse.Namespace) -> None:
     """`ladder plan`: every run's shape, tokens, FLOPs, steps, batch, LR and estimated time."""
     from ladderlab.console import make_console, rows_table
-    from ladderlab.ladders.plan import estimate_s, plan as plan_runs
+    from ladderlab.ladders.plan import branch_saving, estimate_s, plan as plan_runs
 
     console = make_console()
     cfg = _ladder_config(args)
@@ -70,10 +70,16 @@ def plan(args: argparse.Namespace) -> None:
               "est_s": r["est_s"]} for r in rows]
     title = f"ladder {cfg.name!r}: {len(rows)} runs, {sum(r['flops'] for r in rows):.3g} FLOPs (6ND), estimated " \
             f"{estimate_s(runs) / 60:.1f} min on this machine"
+    saving = branch_saving(runs) if cfg.branches else None
+    if saving:  # a branch's FLOPs are its cooldown's, so the sum above is what the ladder trains
+        for show, r in zip(shown, rows):
+            show["from"] = f"{r['branch_of']}@{r['branch_step']}" if r["branch_of"] else ""
+        title += f"; decay branches: {saving['flops']:.3g} FLOPs against {saving['separate_flops']:.3g} for the " \
+                 f"same runs trained separately (cosine ladder), {100 * saving['saved']:.0f}% saved"
     if args.topology:
         title = _on_topology(cfg, runs, rows, shown, args.topology, args.mfu)
     console.print(rows_table(shown, title))
-    write_json(args.json, {"runs": rows})
+    write_json(args.json, {"runs": rows, **({"branches": saving} if saving else {})})
 
 
 def _on_topology(cfg: Any, runs: list, rows: list[dict], shown: list[dict], topology: str, mfu: float) -> str:

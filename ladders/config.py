@@ -28,7 +28,12 @@ class LadderConfig:
         (g = growth_factor) trains the first `growth_fraction` of the run's tokens and the grown model the rest.
     cpt: continual pre-training phases, name -> {"base": mixture, "mixture": {domain: weight}, "fraction": f}:
         every run of mixture `base` is continued from its final parameters (fresh optimizer and schedule) on the
-        new mixture for f x its tokens.
+        new mixture for f x its tokens; optional "lr" (the peak rate as a multiple of the base run's, default 1)
+        and "schedule" (default the ladder's) vary the phase's schedule.
+    branches: with schedule="wsd", the runs of one size, mixture and seed at the several `multiples` are decay
+        branches of one stable run: the longest trains once, and each shorter one starts from its
+        checkpoint at the step where its own decay begins (the steps before are the same) and trains only its
+        cooldown, so a size costs about its longest run (`variants.wsd`).
     """
 
     name: str = "ladder"
@@ -68,6 +73,8 @@ class LadderConfig:
     warmup_steps: int = -1
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     min_lr_ratio: float = 0.1
+    decay_fraction: float = 0.2  # wsd: the final fraction of each run's post-warm-up steps that decays
+    branches: bool = False
     weight_decay: float = 0.1
     # running
     swarm: bool = False  # train runs of one size and multiple (differing in mixture or seed) together, vmapped
@@ -77,6 +84,10 @@ class LadderConfig:
     mesh: tuple[int, int, int] = (1, -1, 1)
     device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
     progress: bool = False  # per-step progress bars (the runner prints one line per run)
+    # Weights & Biases tracking of every run (TrainConfig's wandb_* fields; the group is "<name>/<results folder>")
+    wandb_project: str = ""  # "" = off
+    wandb_entity: str = ""
+    wandb_mode: Literal["", "online", "offline", "disabled"] = ""
     # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
     # (least squares over the 30 runs of the demo and quick ladders on this project's 2-core CPU, load average ~1.5)
     flops_per_s: float = 1.7e10
@@ -87,4 +98,4 @@ class LadderConfig:
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
 # that differs from its own only in these.
 NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "swarm_chunk", "swarm_shards",
-               "data.cache_dir", "name")
+               "data.cache_dir", "name", "wandb_project", "wandb_entity", "wandb_mode")

@@ -1,6 +1,6 @@
 """A ladder's run list: each run's model, tokens, steps, batch, LR and warm-up from the rules of N, and its
-TrainConfig; then each run's growth variants and continual-pre-training phases. Pure arithmetic (no JAX is run),
-so `ladderlab ladder plan` is instant.
+TrainConfig; then each run's growth variants and continual-pre-training phases; with `branches`, which runs are
+decay branches of which (`branched`). Pure arithmetic (no JAX is run), so `ladderlab ladder plan` is instant.
 """
 
 from __future__ import annotations
@@ -9,19 +9,22 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args, get_type_hints
 
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.ladders.config import LadderConfig
 from ladderlab.model.config import ModelConfig, check_model
 from ladderlab.model.counts import flops_per_token, param_counts, size_for
+from ladderlab.paths import as_path
 
 @dataclass(frozen=True)
 class PlannedRun:
     """One run of the ladder. `tokens` is what the run really trains on (a grown variant: both phases; a CPT phase:
     the phase only); `steps` are its last phase's. `tokens_before` / `flops_before` come before that phase (the
-    small model's, or the base run's), so the runs table's D and FLOPs count everything the model has seen."""
+    small model's, or the base run's), so the runs table's D and FLOPs count everything the model has seen.
+    A decay branch is the whole WSD run of `steps` (its table rows count from step 0), but it trains only the steps
+    after `branch_step`, where it leaves run `branch_of`: its `flops` and `est_s` count those (the compute it adds)."""
 
     run: str
     size: str
@@ -45,6 +48,9 @@ class PlannedRun:
     base_run: str = ""  # CPT phases: the run continued
     tokens_before: int = 0
     flops_before: float = 0.0
+    branch_of: str = ""  # decay branches: the longest run of their size, mixture and seed
+    branch_step: int = 0  # the steps a branch shares with it (those before its own decay begins)
+    schedule: str = ""  # CPT phases: their own schedule ("" = the ladder's)
 
     def row(self) -> dict[str, Any]:
         """The plan's table row (also stored in the results folder for `ladder status`)."""
@@ -54,7 +60,8 @@ class PlannedRun:
                 "flops": self.flops, "steps": self.steps, "batch": self.batch_size, "lr": self.lr,
                 "warmup": self.warmup_steps, "est_s": self.est_s, "operator": self.operator,
                 "growth_steps": self.growth_steps, "g": self.g, "param_ratio": self.param_ratio, "base_run": self.base_run,
-                "tokens_before": self.tokens_before, "flops_before": self.flops_before}
+                "tokens_before": self.tokens_before, "flops_before": self.flops_before, "branch_of": self.branch_of,
+                "branch_step": self.branch_step, "schedule": self.schedule}
 
 
 def size_label(n: float) -> str:
@@ -136,6 +143,10 @@ def plan(cfg: LadderConfig) -> list[PlannedRun]:
     if cfg.data.seq_len <= 0 or cfg.evals_per_run < 1 or not cfg.seeds:
         raise LadderlabError(f"seq_len={cfg.data.seq_len}, evals_per_run={cfg.evals_per_run}, seeds={cfg.seeds}: "
                              "need seq_len, evals_per_run >= 1 and a seed")
+    if not 0 <= cfg.decay_fraction <= 1 or cfg.branches and cfg.schedule != "wsd":
+        raise LadderlabError(f"decay_fraction={cfg.decay_fraction}, branches={cfg.branches}, schedule="
+                             f"{cfg.schedule!r}: need 0 <= decay_fraction <= 1, and branches=True needs schedule='wsd' "
+                             "(decay branches leave a run that holds its peak rate)")
     sizes, mixes = models(cfg), mixtures(cfg)
     first_size, first_multiple, main = next(iter(sizes)), min(cfg.multiples), next(iter(mixes))
     runs = []
@@ -157,7 +168,45 @@ def plan(cfg: LadderConfig) -> list[PlannedRun]:
                     run = PlannedRun(run_id, label, float(multiple), name, weights, seed, model, n, steps, batch,
                                      lr, min(warmup, steps), tokens, 6.0 * n * tokens, est)
                     runs += [run, *(grown(cfg, run, entry) for entry in cfg.growth), *continued(cfg, run, mixes)]
-    return runs
+    return branched(cfg, runs) if cfg.branches else runs
+
+
+def branch_step(cfg: LadderConfig, run: PlannedRun, longest: PlannedRun) -> int:
+    """The steps WSD run `run` shares with the longer `longest` (same size and peak rate): up to the last step fed
+    the peak rate, so step s <= floor(decay start) + 1 with `run.schedule.make_schedule`'s decay start
+    steps - decay_fraction (steps - warm-up); 0 when their warm-ups differ (a run shorter than the warm-up)."""
+    if run.warmup_steps != longest.warmup_steps:
+        return 0
+    return min(run.steps, math.floor(run.steps - cfg.decay_fraction * (run.steps - run.warmup_steps)) + 1)
+
+
+def branched(cfg: LadderConfig, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """`runs` with each plain run (not a growth variant or CPT phase) that is shorter than the longest of its size,
+    mixture and seed made a decay branch of it: `branch_of`, `branch_step`, and FLOPs and time of its cooldown."""
+    longest: dict[tuple, PlannedRun] = {}
+    for run in runs:
+        key = (run.size, run.mixture, run.seed)
+        if not (run.operator or run.base_run) and (key not in longest or run.steps > longest[key].steps):
+            longest[key] = run
+    out = []
+    for run in runs:
+        head = longest.get((run.size, run.mixture, run.seed))
+        shared = 0 if run.operator or run.base_run or run is head else branch_step(cfg, run, head)
+        if shared:
+            left = (run.steps - shared) / run.steps
+            run = dataclasses.replace(run, branch_of=head.run, branch_step=shared,
+                                      flops=6.0 * run.n * (run.steps - shared) * (run.tokens // run.steps),
+                                      est_s=cfg.overhead_s + (run.est_s - cfg.overhead_s) * left)
+        out.append(run)
+    return out
+
+
+def branch_saving(runs: Sequence[PlannedRun]) -> dict[str, float]:
+    """The FLOPs (6ND) a ladder with decay branches trains, against the same runs trained separately (each branch
+    from step 0, as a cosine ladder trains them), and the fraction saved."""
+    spent = sum(r.flops for r in runs)
+    separate = spent + sum(6.0 * r.n * r.branch_step * r.tokens / r.steps for r in runs)
+    return {"flops": spent, "separate_flops": separate, "saved": 1.0 - spent / separate}
 
 
 def estimate_s(runs: Sequence[PlannedRun]) -> float:
@@ -207,12 +256,18 @@ def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
 
 
 def continued(cfg: LadderConfig, run: PlannedRun, mixes: dict[str, dict[str, float]]) -> list[PlannedRun]:
-    """The CPT phases of `run`: from its final parameters, `fraction` x its tokens more on each new mixture."""
+    """The CPT phases of `run`: from its final parameters, `fraction` x its tokens more on each new mixture, at
+    peak rate `lr` x the run's (default 1) on `schedule` (default the ladder's)."""
     out = []
+    schedules = get_args(get_type_hints(LadderConfig)["schedule"])
     for name, phase in cfg.cpt.items():
-        if set(phase) != {"base", "mixture", "fraction"} or not phase["fraction"] > 0:
+        lr, schedule = phase.get("lr", 1.0), phase.get("schedule", cfg.schedule)
+        if not {"base", "mixture", "fraction"} <= set(phase) <= {"base", "mixture", "fraction", "lr", "schedule"} \
+                or not phase["fraction"] > 0 or not lr > 0 or schedule not in schedules:
             raise LadderlabError(f"cpt.{name}={phase}: expected {{'base': mixture name, 'mixture': {{domain: weight}}, "
-                                 f"'fraction': tokens as a fraction of the base run's, > 0}}")
+                                 f"'fraction': tokens as a fraction of the base run's, > 0}}, optionally 'lr': the "
+                                 f"peak rate as a multiple of the base run's, > 0, and 'schedule': one of "
+                                 f"{', '.join(schedules)}")
         if phase["base"] not in mixes:
             raise LadderlabError(f"cpt.{name}: base={phase['base']!r} is not one of the ladder's mixtures")
         if phase["base"] != run.mixture:
@@ -223,7 +278,8 @@ def continued(cfg: LadderConfig, run: PlannedRun, mixes: dict[str, dict[str, flo
             tokens * flops_per_token(run.model, cfg.data.seq_len)["detailed"] / cfg.flops_per_s
         out.append(dataclasses.replace(run, run=f"{run.run}-cpt-{name}", mixture=name, weights=dict(phase["mixture"]),
                                        steps=steps, warmup_steps=min(run.warmup_steps, steps), tokens=tokens,
-                                       flops=6.0 * run.n * tokens, est_s=est, base_run=run.run,
+                                       lr=lr * run.lr, schedule=schedule, flops=6.0 * run.n * tokens, est_s=est,
+                                       base_run=run.run,
                                        tokens_before=run.tokens, flops_before=run.flops))
     return out
 
@@ -232,8 +288,11 @@ def train_config(cfg: LadderConfig, run: PlannedRun, out: str | Path) -> TrainCo
     """The TrainConfig of one planned run, writing to `out`/runs/<run id>."""
     data = dataclasses.replace(cfg.data, mixture=dict(run.weights), seed=run.seed, train_tokens=run.tokens)
     every = max(1, run.steps // cfg.evals_per_run)
-    return TrainConfig(model=run.model, data=data, run_dir=str(Path(out) / "runs" / run.run), seed=run.seed,
+    return TrainConfig(model=run.model, data=data, run_dir=str(as_path(out) / "runs" / run.run), seed=run.seed,
                        mesh=cfg.mesh, batch_size=run.batch_size, steps=run.steps, lr=run.lr,
-                       weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_steps=run.warmup_steps,
-                       min_lr_ratio=cfg.min_lr_ratio, eval_every=every, eval_batch_size=8, log_every=max(1, run.steps // 25),
-                       checkpoint_every=every, keep_last=1, progress=cfg.progress)
+                       weight_decay=cfg.weight_decay, schedule=run.schedule or cfg.schedule,
+                       warmup_steps=run.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction,
+                       eval_every=every, eval_batch_size=8, log_every=max(1, run.steps // 25),
+                       checkpoint_every=every, keep_last=1, progress=cfg.progress, wandb_project=cfg.wandb_project,
+                       wandb_entity=cfg.wandb_entity, wandb_mode=cfg.wandb_mode,
+                       wandb_group=f"{cfg.name}/{as_path(out).name}" if cfg.wandb_project else "")

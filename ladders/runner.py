@@ -5,7 +5,8 @@ Rerunning skips finished runs (those with a result.json) and resumes an interrup
 With `swarm`, runs of one size and multiple train together in one vmapped step (`variants.swarm`).
 Growth variants train through `variants.grow.grown_run` (in their run folder); a CPT phase is a run that starts from
 its base run's final checkpoint (`variants.cpt.continued`), so it must come after its base (the plan puts it there; a
-shard whose base belongs to another process fails until that base has finished).
+shard whose base belongs to another process fails until that base has finished). Decay branches (`branches`) train
+with the longest run of their size as one unit (`variants.wsd.train_branches`), in one process and device group.
 Scale-out uses JAX's own engines: `shard=(i, k)` makes this process take runs i, i+k, i+2k, ... (one process per
 host group of a pod slice, or per device group given with `devices`), all writing to the same folder. Within one
 process, `device_groups=k` splits the devices into k disjoint equal groups and trains k runs at once, one per group,
@@ -71,7 +72,7 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
         raise LadderlabError(f"shard={index}/{count}: need 0 <= index < count")
     runs = plan(cfg)
     check_domains(cfg)
-    mine = [r for i, r in enumerate(runs) if i % count == index]
+    mine = share(runs, index, count)
     groups = split_devices(cfg, list(devices) if devices is not None else None, mine)
     store = LadderStore.create(out, cfg, runs)
     use_compile_cache(cfg)
@@ -86,12 +87,19 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
                 console.print(f"{head}: finished earlier, loss {store.result(run.run)['rows'][-1]['loss']:.4f}")
                 continue
             doc = store.finish(run.row(), cfg.data.seq_len, seconds)
+            together = f", {len(unit)} runs with decay branches" if unit[0].branch_of else f", swarm of {len(unit)}"
             console.print(f"{head}: N={run.n:,} D={run.tokens:,} {run.steps} steps, loss {doc['rows'][-1]['loss']:.4f} "
-                          f"({doc['seconds']:.1f} s{f', swarm of {len(unit)}' if len(unit) > 1 else ''})")
+                          f"({doc['seconds']:.1f} s{together if len(unit) > 1 else ''})")
         store.write_table()
 
-    _train_units(cfg, out, store, _swarms(mine) if cfg.swarm else [[r] for r in mine], groups, record)
+    _train_units(cfg, out, store, _units(mine, cfg.swarm), groups, record)
     return store.write_table()
+
+
+def share(runs: Sequence[PlannedRun], index: int, count: int) -> list[PlannedRun]:
+    """Shard `index` of `count`: runs index, index + count, ...; a decay branch goes with the run it branches off."""
+    position = {r.run: i for i, r in enumerate(runs)}
+    return [r for r in runs if position[r.branch_of or r.run] % count == index]
 
 
 def split_devices(cfg: LadderConfig, devices: list[Any] | None, runs: Sequence[PlannedRun]) -> list[list[Any] | None]:
@@ -130,7 +138,13 @@ def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: 
     def train(unit: list[PlannedRun], devices: list[Any] | None) -> tuple[list[PlannedRun], list[PlannedRun], float]:
         todo = [r for r in unit if store.result(r.run) is None]
         start = time.perf_counter()
-        if len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
+        if unit[0].branch_of and todo:
+            from ladderlab.ladders.variants.wsd import train_branches
+
+            train_branches(train_config(cfg, unit[-1], out),
+                           [(train_config(cfg, r, out), r.branch_step) for r in unit[:-1] if r in todo], devices,
+                           stable_done=unit[-1] not in todo)
+        elif len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
             from ladderlab.ladders.variants.swarm import train_swarm
 
             shards = max(k for k in range(1, max(cfg.swarm_shards, 1) + 1) if len(unit) % k == 0)
@@ -191,15 +205,23 @@ def _train_one(cfg: LadderConfig, run: PlannedRun, out: str | Path, devices: lis
     train(tc, devices=devices)
 
 
-def _swarms(runs: list[PlannedRun]) -> list[list[PlannedRun]]:
-    """Runs grouped by size and multiple (same shape, batch and steps; differing in mixture or seed), in order;
-    growth variants, CPT phases and their base runs alone (a phase starts from its base's own final checkpoint)."""
+def _units(runs: list[PlannedRun], swarm: bool) -> list[list[PlannedRun]]:
+    """What trains together, in order: a size's decay branches (by branch step) with the run they branch off last;
+    with `swarm`, runs of one size and multiple (same shape, batch and steps; differing in mixture or seed); every
+    other run alone: growth variants, CPT phases and their base runs (a phase starts from its base's own final
+    checkpoint)."""
     groups: dict[tuple, list[PlannedRun]] = {}
-    bases = {run.base_run for run in runs}
+    bases, heads = {run.base_run for run in runs}, {run.branch_of for run in runs}
     for run in runs:
-        key = (run.run,) if run.operator or run.base_run or run.run in bases else (run.size, run.multiple)
+        if run.branch_of or run.run in heads:
+            key: tuple = ("branches", run.branch_of or run.run)
+        elif swarm and not (run.operator or run.base_run or run.run in bases):
+            key = (run.size, run.multiple)
+        else:
+            key = (run.run,)
         groups.setdefault(key, []).append(run)
-    return list(groups.values())
+    return [sorted(unit, key=lambda r: (not r.branch_of, r.branch_step)) if key[0] == "branches" else unit
+            for key, unit in groups.items()]
 
 
 def status_rows(out: str | Path) -> list[dict[str, Any]]:

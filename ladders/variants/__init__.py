@@ -1,1 +1,1 @@
-"""Run variants that drive the one loop: swarms, grown runs and continual pre-training."""
+"""Run variants that drive the one loop: swarms, grown runs, continual pre-training and WSD decay branches."""

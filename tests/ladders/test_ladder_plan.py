@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -107,3 +108,29 @@ def test_the_tpu_ladder_config_plans_the_olmo_shapes():
     assert shapes == {"190M": (768, 12, 12, 3072, 80), "760M": (1536, 16, 16, 6144, 256),
                       "1.3B": (2048, 16, 16, 8192, 368)}
     assert len(runs) == 12 and all(r.model.remat and r.model.scan_layers for r in runs)
+
+
+def test_cli_plan_shows_the_saving_of_decay_branches(tmp_path, capsys):
+    """configs/ladder_wsd.gin: per size a 4xC stable run and branches at 0.5, 1 and 2 xC. The 3.1k size (8 x 128
+    tokens a step, 3 warm-up steps) has 31, 61, 122 and 245 steps; decay starts 31 - 0.2 x 28 = 25.4, 49.4 and
+    98.2, so the branches train 5, 11 and 23 steps: 245 + 39 of the 459 steps the four runs take separately."""
+    out = tmp_path / "p.json"
+    assert main(["ladder", "plan", "configs/ladder_wsd.gin", "--set", "sizes=(3e3,)", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["steps"], r["branch_step"], r["branch_of"]) for r in doc["runs"]] == [
+        (31, 26, "3.1k-4xC-equal-s0"), (61, 50, "3.1k-4xC-equal-s0"), (122, 99, "3.1k-4xC-equal-s0"), (245, 0, "")]
+    per_step = 6.0 * 3136 * 8 * 128
+    assert doc["branches"] == {"flops": 284 * per_step, "separate_flops": 459 * per_step, "saved": 1 - 284 / 459}
+    assert "38% saved" in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_the_cpt_ladder_config_crosses_shares_rates_and_schedules():
+    from ladderlab.config import load_config
+
+    runs = plan(load_config(LadderConfig, "configs/ladder_cpt.gin"))
+    bases = [r for r in runs if not r.base_run]
+    assert len(bases) == 3 and len(runs) == 3 + 3 * 16
+    for base in bases:
+        phases = {(round(r.weights["german"] / sum(r.weights.values()), 6), round(r.lr / base.lr, 6), r.schedule)
+                  for r in runs if r.base_run == base.run}
+        assert phases == {(share, lr, s) for share in (0.2, 0.4, 0.6, 0.8) for lr in (1.0, 0.3) for s in ("cosine", "wsd")}

@@ -43,7 +43,7 @@ def test_swarm_leaves_variants_and_cpt_bases_alone(tmp_path):
     (the phase starts from the base's own checkpoint), as do growth variants and the phases themselves."""
     cfg = config(tmp_path / "corpus", tmp_path, swarm=True,
                  mixtures={"equal": {"a": 1.0, "b": 1.0}, "ab": {"a": 3.0, "b": 1.0}, "ba": {"a": 1.0, "b": 3.0}})
-    units = [[r.run for r in unit] for unit in ladder_run._swarms(plan(cfg))]
+    units = [[r.run for r in unit] for unit in ladder_run._units(plan(cfg), cfg.swarm)]
     assert sorted(units) == sorted([["t-0.02xC-equal-s0"], ["t-0.02xC-ab-s0", "t-0.02xC-ba-s0"],
                                     ["t-0.02xC-equal-s0-grow-direct-depth"], ["t-0.02xC-equal-s0-cpt-dom"],
                                     ["t-0.02xC-ab-s0-grow-direct-depth"], ["t-0.02xC-ba-s0-grow-direct-depth"]])
@@ -161,3 +161,15 @@ def test_folder_from_before_the_variant_fields_still_opens(tmp_path):
     assert LadderStore.create(tmp_path / "out", cfg, plan(cfg)).meta()["config"]["growth"] == []
     with pytest.raises(LadderlabError, match="differs in growth"):
         LadderStore.create(tmp_path / "out", config(tmp_path, tmp_path, cpt={}), plan(cfg))
+
+
+def test_cpt_phases_take_their_own_peak_rate_and_schedule(tmp_path):
+    cfg = config(tmp_path, tmp_path, growth=(), cpt={
+        "hot": {"base": "equal", "mixture": {"a": 1.0}, "fraction": 0.25, "lr": 0.5, "schedule": "wsd"},
+        "plain": {"base": "equal", "mixture": {"a": 1.0}, "fraction": 0.25}})
+    base, hot, plain = plan(cfg)
+    assert (hot.lr, hot.schedule, plain.lr, plain.schedule) == (0.5 * base.lr, "wsd", base.lr, "cosine")
+    tc = train_config(cfg, hot, tmp_path)
+    assert (tc.lr, tc.schedule, train_config(cfg, plain, tmp_path).schedule) == (0.5 * base.lr, "wsd", "cosine")
+    with pytest.raises(LadderlabError, match="'schedule': one of cosine, wsd, constant"):
+        plan(config(tmp_path, tmp_path, cpt={"x": {"base": "equal", "mixture": {}, "fraction": 1.0, "schedule": "x"}}))
