@@ -46,10 +46,21 @@ KEYS: dict[str, dict[str, str]] = {
         "ladderlab_objective": POS, "scipy_loop_objective": POS, "objective_gap": NUM, "params.E": POS,
         "params.alpha": POS, "params.beta": POS,
     },
+    "mixture_scaling": {
+        "mixtures": POS, "checkpoints": POS, "before.seconds": POS, "after.seconds": POS, "after.fit_s": POS,
+        "speedup": POS, "before.mape_vs_truth_pct": NUM, "after.mape_vs_truth_pct": NUM, "after.coverage_90": NUM,
+        "joint_recovery.max_param_rel_err": NUM,
+    },
+    "mixture_ladder": {
+        "target.N": POS, "target.D": POS, "joint.mape_pct": POS, "joint.coverage_90": NUM, "joint.spearman": NUM,
+        "joint.seconds": POS, "nested.mape_pct": POS, "nested.coverage_90": NUM, "nested.spearman": NUM,
+        "nested.seconds": POS, "joint.columns.loss.mape_pct": POS,
+    },
     "regmix_rank": {
         "runs": POS, "folds": POS, "lightgbm_rounds": POS, "mean_spearman.plain": NUM, "mean_spearman.log": NUM,
-        "mean_spearman.lightgbm": PEER + NUM, "domains.pile_cc.log.rmse_log": POS,
-        "domains.pile_cc.log.seconds": POS, "domains.pile_cc.lightgbm.seconds": PEER + POS,
+        "mean_spearman.auto": NUM, "mean_spearman.lightgbm": PEER + NUM, "domains.pile_cc.log.rmse_log": POS,
+        "seconds.mixing_law_auto.wall": POS, "seconds.lightgbm_fit.wall": PEER + POS,
+        "lightgbm_over_mixing_law_time": PEER + POS,
     },
     "swarm_throughput": {
         "models": POS, "ratio": POS, "tok_s.sequential": POS, "tok_s.sequential_dp": POS, "tok_s.vmap": POS,
@@ -62,6 +73,8 @@ KEYS: dict[str, dict[str, str]] = {
         "step1_params.mmlu.alpha": POS, "bridge_params.mmlu.kappa": POS,
         "summary.3B_from_16_runs.default.mean_chain_acc_err_pts": POS, "summary.3B_from_16_runs.default.coverage_90": NUM,
         "summary.1B_from_190M-760M.default.mean_chain_acc_err_pts": POS,
+        "summary.1B_from_190M-760M.default.coverage_90": NUM, "summary.1B_from_190M-760M.default.mean_width_pts": POS,
+        "summary.3B_from_16_runs.default.mean_width_pts_laws_only": POS,
     },
     "train_throughput": {
         "ladderlab_tok_s": POS, "torch_tok_s": PEER + POS, "ratio": PEER + POS, "headline_params": POS,
@@ -78,6 +91,17 @@ KEYS: dict[str, dict[str, str]] = {
         "bootstrap": POS, "seconds": POS, "fit_runs": POS, "fit_points": POS, "params.alpha": POS,
         "cross_size.mape_pct": POS, "cross_size.coverage_90": NUM, "per_size.mape_pct": POS,
         "per_size.coverage_90": NUM,
+    },
+    "cpt_ladder": {
+        "runtime_s": POS, "runs": POS, "phases": POS, "held_out_share.mean_abs_final_error_pct": POS,
+        "held_out_peak_rate.mean_abs_final_error_pct": POS, "held_out_schedule.mean_abs_final_error_pct": POS,
+        "held_out_schedule.mean_curve_mape_pct": POS, "cmr.law": NUM, "cmr.observed.cmr_at_least": NUM,
+    },
+    "wsd_vs_cosine": {
+        "runtime_s": POS, "wsd.flops": POS, "cosine.flops": POS, "flops_ratio_wsd_to_cosine": POS, "wsd.seconds": POS,
+        "cosine.seconds": POS, "held_out.wsd.loss": POS, "held_out.cosine.loss": POS,
+        "wsd.predictions.wsd.chinchilla_error_pct": NUM, "wsd.predictions.wsd.annealing_error_pct": NUM,
+        "cosine.predictions.cosine.chinchilla_error_pct": NUM, "cosine.predictions.cosine.annealing_error_pct": NUM,
     },
 }
 

@@ -116,12 +116,32 @@ def _compared_evals(cfg: GrowConfig, data: DataFn | None) -> DataFn:
 
 def _claim(out: Path, cfg: GrowConfig) -> None:
     """Make `out` this comparison's folder (grow.json holds its config); refuse one written by another config,
-    whose finished runs would otherwise be reused. Only the lists of runs and seeds may change."""
+    whose finished runs would otherwise be reused. Only the lists of runs and seeds may change, and a config field
+    added since the folder was written counts as unchanged while it holds its default (those runs used it)."""
+    doc, path = _claimed_doc(cfg), out / "grow.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if _with_defaults(stored, _claimed_doc(GrowConfig()), doc) != doc:
+            raise LadderlabError(f"{out}: holds growth runs of another config (see {path}); pick a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(doc, indent=1))
+
+
+def _claimed_doc(cfg: GrowConfig) -> dict[str, Any]:
+    """cfg as grow.json holds it (JSON values), without what may differ between a folder's calls."""
     doc = {k: v for k, v in config_to_dict(cfg).items() if k not in ("runs", "seeds", "seed")}
     doc["train"] = {k: v for k, v in doc["train"].items() if k not in ("progress", "run_dir", "seed")}
     doc["train"]["data"] = {k: v for k, v in doc["train"]["data"].items() if k != "seed"}
-    path = out / "grow.json"
-    if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(doc)):
-        raise LadderlabError(f"{out}: holds growth runs of another config (see {path}); pick a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(doc, indent=1))
+    return json.loads(json.dumps(doc))
+
+
+def _with_defaults(stored: dict, defaults: dict, current: dict) -> dict:
+    """`stored` with the keys it lacks (fields added since it was written) filled from `defaults`, level by level
+    wherever `current` has them."""
+    out = dict(stored)
+    for key, value in current.items():
+        if key not in stored:
+            out[key] = defaults.get(key)
+        elif isinstance(value, dict) and isinstance(stored[key], dict):
+            out[key] = _with_defaults(stored[key], defaults.get(key) or {}, value)
+    return out

@@ -19,7 +19,7 @@ from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.ladders.run.step import lr_table
 from ladderlab.ladders.variants.grow import (GrowConfig, compared_domains, grown_run, loss_domains, mean_eval,
                                              parse_run, post_growth_rates, run_folder)
-from ladderlab.ladders.variants.grow_compare import compare, scratch_steps
+from ladderlab.ladders.variants.grow_compare import _claim, compare, scratch_steps
 from ladderlab.ladders.store import read_metrics
 from ladderlab.model.config import ModelConfig
 from ladderlab.model.counts import param_counts
@@ -108,6 +108,21 @@ def test_compared_loss_is_over_the_trained_domains():
     assert mean_eval(evals[0], loss_domains(dataclasses.replace(cfg, compare_on="all"), evals)) == 3.0
     assert parse_run("direct:depth@continue") == ("direct", "depth", "continue") and run_folder(
         "direct:depth@continue") == "direct-depth-continue"
+
+
+def test_a_results_folder_written_before_a_config_field_existed_is_still_claimed(tmp_path):
+    _claim(tmp_path, CFG)
+    stored = json.loads((tmp_path / "grow.json").read_text())
+    del stored["rewarm_fraction"], stored["train"]["min_lr_ratio"]  # as if written before these fields existed
+    (tmp_path / "grow.json").write_text(json.dumps(stored))
+    _claim(tmp_path, CFG)  # both hold their defaults: the folder's runs used them
+    assert json.loads((tmp_path / "grow.json").read_text())["train"]["min_lr_ratio"] == TRAIN.min_lr_ratio
+    (tmp_path / "grow.json").write_text(json.dumps(stored))
+    changed = dataclasses.replace(CFG, train=dataclasses.replace(TRAIN, min_lr_ratio=0.3))
+    with pytest.raises(LadderlabError, match="holds growth runs of another config"):
+        _claim(tmp_path, changed)
+    with pytest.raises(LadderlabError, match="holds growth runs of another config"):
+        _claim(tmp_path, dataclasses.replace(CFG, growth_steps=4))
 
 
 def _train_rows(run_dir):
