@@ -5,7 +5,7 @@ Spearman of the mixtures' ranking, per loss column.
 
 The runs table has one row per checkpoint with share columns; `--ladder DIR` builds it from a results folder of
 configs/ladder_mixture_scale.gin (DIR/runs.csv, shares from DIR/ladder.json) and `--table-out` saves it (that is how
-tests/fixtures/mixture_ladder/runs.csv was made). --smoke: that fixture, the mean loss only, 5 bootstrap draws.
+scaling/bundled/mixture_ladder_runs.csv was made). --smoke: that table, the mean loss only, 5 bootstrap draws.
 
 Usage: python benchmarks/mixture_ladder.py [--runs CSV | --ladder DIR] [--loss loss,val/code] [--json OUT]
 """
@@ -29,7 +29,7 @@ from ladderlab.scaling.tables.columns import read_columns, read_header, write_cs
 from common import emit, parse  # benchmarks/common.py
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "fixtures" / "mixture_ladder" / "runs.csv"
+FIXTURE = REPO / "scaling" / "bundled" / "mixture_ladder_runs.csv"
 DOMAINS = ("code", "prose", "math")  # the ladder's training domains: the share columns
 KEEP = ("run", "mixture", "N", "D", *DOMAINS)
 

@@ -95,7 +95,8 @@ KEYS: dict[str, dict[str, str]] = {
     "cpt_ladder": {
         "runtime_s": POS, "runs": POS, "phases": POS, "held_out_share.mean_abs_final_error_pct": POS,
         "held_out_peak_rate.mean_abs_final_error_pct": POS, "held_out_schedule.mean_abs_final_error_pct": POS,
-        "held_out_schedule.mean_curve_mape_pct": POS, "cmr.law": NUM, "cmr.observed.cmr_at_least": NUM,
+        "held_out_schedule.mean_curve_mape_pct": POS, "cmr.law": NUM, "cmr.law_from_measured_base": NUM,
+        "cmr.observed.cmr_at_least": NUM,
     },
     "wsd_vs_cosine": {
         "runtime_s": POS, "wsd.flops": POS, "cosine.flops": POS, "flops_ratio_wsd_to_cosine": POS, "wsd.seconds": POS,

@@ -2,7 +2,7 @@
 before/after table (today's bootstrap intervals against calibrated ones, calibrated without the set scored).
 Curve sets (the annealing law) borrow the ladder sets' calibration (flagged: the law has no other backtested family to
 calibrate it on); fold sets (the mixing law) keep their own intervals, each fold's from the other folds' held-out
-errors (no extrapolation distance)."""
+errors (no extrapolation distance); mixture sets (joint law and nested pipeline) keep their own intervals."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from threadpoolctl import threadpool_limits
 
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.backtest.calibration import Calibration, Residuals, calibrate, distance
-from ladderlab.scaling.backtest.sets import AnySet, BacktestSet, CurveSet, FoldSet
+from ladderlab.scaling.backtest.mixtures import mixture_backtest
+from ladderlab.scaling.backtest.sets import AnySet, BacktestSet, CurveSet, FoldSet, MixtureSet
 from ladderlab.scaling.engine.bootstrap import bootstrap
 from ladderlab.scaling.engine.law import FittedLaw, fit_law
 from ladderlab.scaling.engine.parallel import map_jobs
@@ -241,14 +242,18 @@ def score_whole(rows: Sequence[dict[str, Any]],
     return out
 
 
+MIXTURE_DRAWS = 20  # each joint replicate refits a 9-parameter law on every loss column: keeps a bare run short
+
+
 def backtest(sets: Mapping[str, AnySet], shipped: Residuals, n_boot: int = 200, seed: int = 0,
              warm: bool = True, workers: int | None = None) -> tuple[dict[str, Any], Residuals, list[dict[str, Any]]]:
     """Backtest `sets`; score each ladder and curve set against a calibration built from every other family (this
     run's ladder residuals replacing the shipped ones of the families it ran; curve sets borrow it, adding none:
-    their law is backtested on one family only), fold sets with their own intervals.
+    their law is backtested on one family only), fold sets with their own intervals, mixture sets with at most
+    MIXTURE_DRAWS bootstrap replicates or error draws (scaling.backtest.mixtures: no calibration).
     Returns the scores, the residual pool and the ladder sets' rows."""
     ladders = {k: s for k, s in sets.items() if isinstance(s, BacktestSet)}
-    whole = {k: s for k, s in sets.items() if not isinstance(s, BacktestSet)}
+    whole = {k: s for k, s in sets.items() if isinstance(s, (CurveSet, FoldSet))}
     rows = run_splits(ladders, n_boot, seed, warm, workers)
     whole_rows = run_whole(whole, n_boot, seed, workers) if whole else []
     fresh = [r for r in rows if not r["family"].startswith("csv:")]  # only the laws the calibration serves
@@ -256,4 +261,6 @@ def backtest(sets: Mapping[str, AnySet], shipped: Residuals, n_boot: int = 200, 
     calibration_for = {f: calibrate(pool.without([f])) for f in sorted({r["family"] for r in rows + whole_rows})}
     doc = score(rows, calibration_for)
     doc.update(score_whole(whole_rows, calibration_for))
+    doc.update({s.split: mixture_backtest(s, min(n_boot, MIXTURE_DRAWS), seed)
+                for s in sets.values() if isinstance(s, MixtureSet)})
     return doc, pool, rows

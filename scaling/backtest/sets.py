@@ -77,6 +77,22 @@ class FoldSet:
     losses: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class MixtureSet:
+    """Mixture x scale runs, one row per checkpoint (shares per training domain, N, D, loss columns): fitted on the
+    sizes below the largest, the largest size's runs predicted at their last checkpoint."""
+
+    family: str
+    source: str
+    split: str
+    shares: dict[str, np.ndarray]
+    n: np.ndarray
+    d: np.ndarray
+    losses: dict[str, np.ndarray]
+    runs: np.ndarray | None  # each row's run id (None: rows with the same shares and N are one run)
+    ids: np.ndarray  # each row's mixture name (the separation verdict's names)
+
+
 def overtraining(path: Path) -> BacktestSet:
     """Gadre et al. 2024: each dataset x validation set; fit up to 154M parameters, predict the 411.6M runs."""
     losses = [f"loss_{v}" for v in GADRE_VALSETS]
@@ -151,13 +167,39 @@ def user_table(path: str, n: str, d: str, loss: str, where: Sequence[str] = ()) 
                        (Split(Path(path).stem, float(sizes[-2]), float(sizes[-1])),))
 
 
-AnySet = BacktestSet | CurveSet | FoldSet
+def mixture_table(path: str | Path, shares: Sequence[str], n: str, d: str, losses: Sequence[str],
+                  run: str | None = None, mixture: str | None = None, family: str | None = None) -> MixtureSet:
+    """A runs table with share columns: fit every size but the largest, predict the largest (5 sizes at least: the
+    nested pipeline's size law needs 4 fitted sizes per mixture). Mixtures are named by `mixture`, else `run`, else
+    their shares."""
+    text = [c for c in dict.fromkeys((run, mixture)) if c]
+    cols = read_columns(path, [*shares, n, d, *losses], text=text)
+    sizes = np.unique(cols[n])
+    if len(sizes) < 5:
+        raise LadderlabError(f"{path}: column {n} has {len(sizes)} distinct sizes; a mixture backtest needs at least 5 "
+                             "(4 to fit the nested size law per mixture, 1 to predict)")
+    names = cols[mixture or run] if text else np.array(["/".join(f"{v:.3g}" for v in r)
+                                                         for r in np.column_stack([cols[s] for s in shares])])
+    return MixtureSet(family or f"csv:{Path(path).name}", str(path), family or Path(path).stem,
+                      {s: cols[s] for s in shares}, cols[n], cols[d], {c: cols[c] for c in losses},
+                      cols[run] if run else None, names)
+
+
+def mixture_ladder(path: Path) -> MixtureSet:
+    """Our own 5-size x 6-mixture ladder (code, prose and math shares; mean and 5 validation losses): fit the 3.1k-16k
+    runs, predict the 25k runs' final losses."""
+    losses = ["loss", *(f"val/{v}" for v in ("code", "docs", "german", "math", "prose"))]
+    return mixture_table(path, ("code", "prose", "math"), "N", "D", losses, "run", "mixture", "mixture-ladder")
+
+
+AnySet = BacktestSet | CurveSet | FoldSet | MixtureSet
 
 
 def bundled_sets() -> dict[str, AnySet]:
     """The sets a bare run backtests: what ships in scaling/bundled/."""
     return {"overtraining": overtraining(BUNDLED / "gadre2024_overtraining.csv"),
-            "datablations": datablations(BUNDLED / "datablations_c4_fit182.csv")}
+            "datablations": datablations(BUNDLED / "datablations_c4_fit182.csv"),
+            "mixture-ladder": mixture_ladder(BUNDLED / "mixture_ladder_runs.csv")}
 
 
 def anchor_sets(anchors: Path) -> dict[str, AnySet]:

@@ -19,17 +19,27 @@ from ladderlab.scaling.engine.parallel import map_jobs
 BATCH_ELEMENTS = 1 << 22  # replicates x free parameters x rows in one batched refinement: 32 MB per array
 
 
-def resample_indices(n_rows: int, groups: np.ndarray | None, seed: int, n: int) -> list[np.ndarray]:
-    """Row indices of n bootstrap resamples; with groups, whole groups are drawn with replacement."""
+def resample_indices(n_rows: int, groups: np.ndarray | None, seed: int, n: int,
+                     strata: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices of n bootstrap resamples; with groups, whole groups are drawn with replacement; with strata (each
+    row's stratum, constant within a group), as many groups from each stratum as it has, so every stratum (e.g.
+    every mixture of a designed sweep) is in every resample."""
     out = []
     keys, inverse = (None, None) if groups is None else np.unique(groups, return_inverse=True)
+    members = None
+    if keys is not None and strata is not None:
+        group_stratum = np.asarray(strata)[[np.flatnonzero(inverse == g)[0] for g in range(len(keys))]]
+        members = [np.flatnonzero(group_stratum == s) for s in np.unique(group_stratum)]
     for child in np.random.SeedSequence(seed).spawn(n):
         rng = np.random.default_rng(child)
         if keys is None:
             out.append(rng.integers(0, n_rows, n_rows))
-        else:
+            continue
+        if members is None:
             drawn = rng.integers(0, len(keys), len(keys))
-            out.append(np.concatenate([np.flatnonzero(inverse == g) for g in drawn]))
+        else:
+            drawn = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+        out.append(np.concatenate([np.flatnonzero(inverse == g) for g in drawn]))
     return out
 
 
@@ -58,21 +68,23 @@ def bootstrap(
     workers: int | None = None,
     warm: bool = False,
     always: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
 ) -> FittedLaw:
     """Attach n bootstrap replicates to `fitted`.
 
     Refits start from its optimum and the law's grid (3 refined by L-BFGS-B, in parallel processes), or with
     warm=True from its optimum alone, by batched Levenberg-Marquardt over as many replicates at once as
     BATCH_ELEMENTS allows (for many replicates of a well-posed fit). Rows in `always` (e.g. an anchor point) join
-    every resample.
+    every resample; `strata` (per row) resamples groups within each stratum (`resample_indices`).
     """
     y = np.asarray(y, float)
     x = {k: np.asarray(v, float) for k, v in x.items()}
     fixed = dict(fixed or {})
     pool = np.arange(len(y)) if always is None else np.setdiff1d(np.arange(len(y)), always)
     groups = None if groups is None else np.asarray(groups)[pool]
+    strata = None if strata is None else np.asarray(strata)[pool]
     indices = [np.concatenate([pool[i], [] if always is None else always]).astype(int)
-               for i in resample_indices(len(pool), groups, seed, n)]
+               for i in resample_indices(len(pool), groups, seed, n, strata)]
     boot = _warm_refits(fitted, x, y, indices, fixed) if warm else _cold_refits(fitted, x, y, indices, fixed, workers)
     failed = int(np.isnan(boot).any(axis=1).sum())
     if failed > 0.05 * n:

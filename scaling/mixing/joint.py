@@ -88,10 +88,12 @@ def fit_batched(law: MixtureScalingLaw, x: Data, y: np.ndarray, extra: np.ndarra
 def fit_joint(x: Data, losses: Mapping[str, np.ndarray], groups: np.ndarray, bootstrap: int, seed: int,
               source: str, near: Mapping[str, FittedLaw] | None = None) -> dict[str, FittedLaw]:
     """The joint law fitted to every loss column over all rows (checkpoints) at once; the bootstrap resamples runs
-    (`groups`: each row's run), with the same draws for every column. `near`: fits of the same columns on part of
-    the rows (the backtest's), whose optima join the starts."""
+    (`groups`: each row's run) within each mixture, so every mixture's t stays identified in every replicate, with
+    the same draws for every column. `near`: fits of the same columns on part of the rows (the backtest's), whose
+    optima join the starts."""
     law = MixtureScalingLaw([k for k in x if k not in RESERVED])
     x = {k: np.asarray(v, float) for k, v in x.items()}
+    mixture = np.unique(np.round(stack(x, law.domains), 9), axis=0, return_inverse=True)[1].ravel()
     laws = {}
     for col, y in losses.items():
         y = np.asarray(y, float)
@@ -101,7 +103,7 @@ def fit_joint(x: Data, losses: Mapping[str, np.ndarray], groups: np.ndarray, boo
         except LadderlabError as e:
             raise LadderlabError(f"{source}, column {col}: {e}") from None
         if bootstrap > 0:
-            fitted = bootstrap_fit(fitted, x, y, n=bootstrap, seed=seed, groups=groups, warm=True)
+            fitted = bootstrap_fit(fitted, x, y, n=bootstrap, seed=seed, groups=groups, warm=True, strata=mixture)
         laws[col] = fitted
     return laws
 

@@ -18,6 +18,7 @@ from ladderlab.model.counts import param_counts
 def test_shipped_configs_load(path, mesh, non_embedding):
     cfg = load_config(TrainConfig, path)
     assert cfg.mesh == mesh and param_counts(cfg.model)["non_embedding"] == non_embedding
+    assert cfg.model.scan_layers == cfg.model.remat == (path != "configs/train_tiny.gin")
 
 
 def test_compile_only_compiles_the_step_for_a_mesh(tmp_path, capsys):

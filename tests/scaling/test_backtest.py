@@ -3,16 +3,21 @@ triggered by a case that should and silent on one that should not."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ladderlab.cli import main
+from ladderlab.errors import LadderlabError
 from ladderlab.scaling.backtest.calibration import (
     Calibration, Residuals, bundled_calibration, calibrate, distance, quantile_line, read_residuals, split_coverage,
 )
 from ladderlab.scaling.backtest.harness import backtest, fit_method, self_check_scale
-from ladderlab.scaling.backtest.sets import BacktestSet, CurveSet, FoldSet, Split, Table
+from ladderlab.scaling.backtest.sets import (
+    BUNDLED, BacktestSet, CurveSet, FoldSet, Split, Table, bundled_sets, mixture_table,
+)
 from ladderlab.scaling.backtest.verdict import inside, judge
 from ladderlab.scaling.engine.law import FittedLaw
 from ladderlab.scaling.laws.annealing import Annealing, curve_areas, fit_curves, lr_areas
@@ -205,6 +210,63 @@ def test_fold_set_scores_held_out_runs_of_real_regmix_mixtures():
     assert got["n_targets"] == 96
     assert got["coverage_90"] == pytest.approx(80 / 96)  # 16 runs outside: near 90%, not 90% by construction
     assert got["calibration"].startswith("each fold's interval from the other folds' held-out errors")
+
+
+@pytest.fixture(scope="module")
+def mixture_rows(tmp_path_factory):
+    """`ladderlab backtest --csv --shares` on our bundled mixture ladder's mean loss (its 6 loss columns take a bare
+    run ~45 s): fit the 3.1k-16k runs, predict the 25k runs, 5 draws; mixtures named by their runs."""
+    out = tmp_path_factory.mktemp("mix") / "bt.json"
+    assert main(["backtest", "--csv", str(BUNDLED / "mixture_ladder_runs.csv"), "--shares", "code,prose,math", "--n",
+                 "N", "--d", "D", "--loss", "loss", "--run", "run", "--sets", "csv", "--bootstrap", "5", "--workers",
+                 "1", "--json", str(out)]) == 0
+    return json.loads(out.read_text())["mixture_ladder_runs"]
+
+
+def test_bundled_mixture_ladder_is_a_bare_set():
+    s = bundled_sets()["mixture-ladder"]
+    assert (s.split, len(s.n), len(np.unique(s.n)), len(s.runs), list(s.shares)) == (
+        "mixture-ladder", 270, 5, 270, ["code", "prose", "math"])
+    assert list(s.losses) == ["loss", "val/code", "val/docs", "val/german", "val/math", "val/prose"]
+
+
+def test_mixture_set_scores_joint_nested_and_chosen_forms_on_the_largest_size(mixture_rows):
+    """The largest size's 6 mixtures: the nested pipeline errs less and ranks better than the joint law (the numbers
+    benchmarks/mixture_ladder.py and test_mixture_ladder find), and `fit mixture-scaling` on 4 sizes can only pick
+    the joint form (the nested one needs 4 sizes below the one it holds out)."""
+    joint, nested, chosen = (mixture_rows[f"mixture-scaling:{f}"] for f in ("joint", "nested", "chosen"))
+    # joint's run bootstrap (within mixtures) misses run-to-run noise: its narrow intervals cover none of the 6
+    assert (joint["mape"], joint["spearman"], joint["coverage_90"]) == pytest.approx((2.732, 0.5429, 0.0), abs=1e-3)
+    assert joint["width_90_pct"] == pytest.approx(1.298, abs=1e-3)
+    assert (nested["mape"], nested["spearman"], nested["coverage_90"]) == pytest.approx((1.096, 0.6, 1.0), abs=1e-3)
+    assert chosen["form"] == "joint" and "has 3 sizes; the size law needs 4" in chosen["reason"]
+    assert chosen["mape"] == pytest.approx(joint["mape"], abs=1e-5)
+    assert joint["n_targets"] == nested["n_targets"] == 6
+    stages = nested["stages"]  # each stage's error: step law to the last checkpoint, size law to 25k, mixing law
+    assert stages["step_mape"] == pytest.approx(2.114, abs=1e-3)
+    assert stages["step_scored"] == "largest size's runs, fitted on their checkpoints up to D=3.328e+05"
+    assert stages["size_mape"] == pytest.approx(1.542, abs=1e-3)
+    assert stages["final_mape"] == nested["mape"]
+
+
+def test_mixtures_are_no_longer_separated_at_the_largest_size(mixture_rows):
+    """The predicted losses of the 6 mixtures differ by less than their draws' spread: the verdict fires for both
+    forms, naming the best predicted mixture and those whose order against it flips."""
+    nested = mixture_rows["mixture-scaling:nested"]
+    assert nested["separated"] is False
+    assert nested["columns"]["loss"]["best"] == "25k-1xC-prosemath-s0"
+    close = {f"25k-1xC-{m}-s0": v for m, v in {"prose": 0.4, "equal": 0.2, "codeprose": 0.4, "code": 0.2}.items()}
+    assert nested["columns"]["loss"]["close"] == pytest.approx(close)
+    assert nested["verdicts"][0].startswith("loss: mixtures no longer separated at N=2.486e+04: 25k-1xC-prosemath")
+    assert mixture_rows["mixture-scaling:joint"]["separated"] is False
+
+
+def test_mixture_table_needs_five_sizes(tmp_path):
+    path = tmp_path / "mix.csv"
+    path.write_text("N,D,a,b,loss\n" + "".join(f"{n},{d},0.5,0.5,3.0\n" for n in (1, 2, 3, 4) for d in (1, 2)))
+    with pytest.raises(LadderlabError, match="mix.csv: column N has 4 distinct sizes; a mixture backtest needs at "
+                                             "least 5"):
+        mixture_table(path, ("a", "b"), "N", "D", ["loss"])
 
 
 # --- verdicts ----------------------------------------------------------------------------------------------------

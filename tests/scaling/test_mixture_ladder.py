@@ -1,21 +1,20 @@
-"""Our own 5-size x 6-mixture ladder (tests/fixtures/mixture_ladder): the largest size's mean loss per mixture,
-predicted from the 4 smaller sizes by the joint law (the CLI) and the nested pipeline, gives the golden errors that
-benchmarks/mixture_ladder.py reports."""
+"""Our own 5-size x 6-mixture ladder (scaling/bundled/mixture_ladder_runs.csv): the largest size's mean loss per
+mixture, predicted from the 4 smaller sizes by the joint law (the CLI) and the nested pipeline, gives the golden errors
+that benchmarks/mixture_ladder.py reports."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
 from ladderlab.cli import main
+from ladderlab.scaling.backtest.sets import BUNDLED
 from ladderlab.scaling.mixing.mixture_scaling import predict_at
 from ladderlab.scaling.mixing.nested import Nested, fit_steps, runs_of
 from ladderlab.scaling.tables.columns import read_columns, read_header, write_csv
 
-RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "mixture_ladder" / "runs.csv"
+RUNS = BUNDLED / "mixture_ladder_runs.csv"
 DOMAINS = ("code", "prose", "math")
 MIXTURES = ["equal", "code", "prose", "math", "codeprose", "prosemath"]
 

@@ -65,6 +65,18 @@ def test_resample_indices_draws_whole_groups():
 
 
 # --- bootstrap ---------------------------------------------------------------------------------------------------
+def test_resample_indices_within_strata_keeps_every_stratum_and_its_group_count():
+    """Strata (e.g. mixtures of a sweep): each resample draws as many whole groups from each stratum as it has, so no
+    stratum is ever missing; without strata some resamples miss one."""
+    groups = np.repeat(np.arange(8), 3)  # 8 runs of 3 checkpoints
+    strata = np.repeat([0, 0, 0, 0, 1, 1, 2, 2], 3)  # runs 0-3 in mixture 0, 4-5 in 1, 6-7 in 2
+    for idx in resample_indices(len(groups), groups, seed=1, n=40, strata=strata):
+        runs = groups[idx][::3]
+        assert np.bincount(strata[runs * 3], minlength=3).tolist() == [4, 2, 2]
+    plain = resample_indices(len(groups), groups, seed=1, n=40)
+    assert any(len(np.unique(strata[idx])) < 3 for idx in plain)
+
+
 def test_bootstrap_same_seed_same_replicates_other_seed_differs():
     x, y = size_data()
     a = api.fit("size", x, y, bootstrap=15, seed=11, workers=1)
