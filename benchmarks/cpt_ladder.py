@@ -1,7 +1,8 @@
 """Our own CPT ladder (configs/ladder_cpt.gin; --tiny: 0.25xC): the CPT law fitted on part of its phases predicts the
 held-out ones, three ways (hold out one domain share; the lower peak rate; the WSD schedule): each held-out run's
 final-loss error and mean absolute error along its CPT curve. Then the CMR (tolerance 0 on the general loss at the
-phases' end, largest size, the peak-rate cosine phase) the law fitted on every phase derives, against the CMR the
+phases' end, largest size, the peak-rate cosine phase) the law fitted on every phase derives, from its own
+pre-CPT loss and from the measured one (with both, and the law's change per trained share), against the CMR the
 trained phases show (the largest trained share whose general loss ends no higher than before CPT, and the next).
 The ladder trains under --out, resumably. JSON to stdout (and --json OUT). --smoke: 2 tiny sizes on the quick corpus.
 """
@@ -23,7 +24,7 @@ from ladderlab.ladders.config import LadderConfig
 from ladderlab.ladders.plan import plan
 from ladderlab.ladders.runner import run_ladder
 from ladderlab.scaling.laws.annealing import dense_schedule
-from ladderlab.scaling.laws.cpt import curve_inputs, fit_cpt
+from ladderlab.scaling.laws.cpt import base_loss, curve_inputs, fit_cpt, predict_cpt
 from ladderlab.scaling.mixing.cmr import cmr_from_cpt_law
 from ladderlab.scaling.tables.curves import Curve, curves_from_runs
 from ladderlab.scaling.tables.runs import Runs
@@ -85,10 +86,17 @@ def measure(cfg: LadderConfig, out: Path, general: str, domain: str, held_share:
     size = max(c.n for c in curves)
     phase = next(c for c in curves if c.n == size and c.start and c.run.endswith("-lr1-cosine"))
     lr = dense_schedule(phase.lr_steps, phase.lr)
-    cmr, _ = cmr_from_cpt_law(fitted, lr[:phase.start], lr[phase.start:phase.last], 0.0, size=size)
+    pt, cpt = lr[:phase.start], lr[phase.start:phase.last]
     base_final = {c.run: float(c.loss[-1]) for c in curves if not c.start}
-    doc["cmr"] = {"size": size, "tolerance": 0.0, "law": cmr, "law_params": fitted.params,
-                  "observed": observed_cmr(curves, base_final, size, "-lr1-cosine")}
+    measured = base_final[phase.run.split("-cpt-")[0]]
+    law_start = base_loss(fitted, pt, size)
+    observed = observed_cmr(curves, base_final, size, "-lr1-cosine")
+    doc["cmr"] = {"size": size, "tolerance": 0.0, "law": cmr_from_cpt_law(fitted, pt, cpt, 0.0, size=size)[0],
+                  "law_from_measured_base": cmr_from_cpt_law(fitted, pt, cpt, 0.0, size=size, base=measured)[0],
+                  "base_measured": measured, "base_law": law_start,
+                  "law_changes": [(r, float(predict_cpt(fitted, pt, cpt, r, size)[-1]) - law_start)
+                                  for r, _ in observed["changes"]],
+                  "law_params": fitted.params, "observed": observed}
     return doc
 
 

@@ -339,10 +339,13 @@ def predict_cpt_loss(doc: Mapping[str, Any], ratio: float, tokens: float, size: 
 
 
 def cmr_from_cpt_law(fitted: FittedLaw, pt_lr: Any, cpt_lr: Any, tolerance: float, size: float | None = None,
-                     level: float = 0.9) -> tuple[float, tuple[float, float]]:
+                     level: float = 0.9, base: float | None = None) -> tuple[float, tuple[float, float]]:
     """The CMR a fitted CPT law (scaling.laws.cpt) gives for a CPT phase cpt_lr after pre-training pt_lr: the
     largest share whose general loss at the phase's end minus the loss at the end of pre-training meets the
-    tolerance at every share up to it; with its bootstrap interval when the law has replicates."""
+    tolerance at every share up to it; with its bootstrap interval when the law has replicates. The loss at the end
+    of pre-training is the law's own there, or `base`, the measured one: the law is continuous at the CPT start, so
+    where the measured loss jumps at the start (benchmarks/cpt_ladder.py) its fit misses it and the law's own
+    change misses the jump."""
     pt_lr = np.asarray(pt_lr, float)
     areas = cpt_areas(np.concatenate([pt_lr, np.asarray(cpt_lr, float)]), len(pt_lr), fitted.law.lam)
     end = {k: np.full(len(SHARES), v[-1]) for k, v in areas.items()} | {"r": SHARES}
@@ -353,7 +356,8 @@ def cmr_from_cpt_law(fitted: FittedLaw, pt_lr: Any, cpt_lr: Any, tolerance: floa
         end["N"] = start["N"] = np.full(len(SHARES), float(size))
 
     def cmr(theta_SxP: np.ndarray) -> np.ndarray:
-        change = fitted.law.predict_batch(theta_SxP, end) - fitted.law.predict_batch(theta_SxP, start)
+        before = fitted.law.predict_batch(theta_SxP, start) if base is None else base
+        change = fitted.law.predict_batch(theta_SxP, end) - before
         return largest_share(change, tolerance)
 
     value = float(cmr(fitted.theta[None, :])[0])

@@ -101,6 +101,12 @@ def test_cmr_from_the_cpt_law_equals_the_analytic_value():
         ratio, interval = cmr_from_cpt_law(law_of(TRUTH), PT, cpt_lr, tol)
         assert ratio == pytest.approx(((tol - anneal) / shift) ** (1 / t["gamma"]), rel=1e-6), tol
         assert interval == (ratio, ratio)
+    # measured from a pre-CPT loss 0.02 above the law's own (a model whose loss drops at the CPT start, which the
+    # continuous law cannot follow): the change is 0.02 lower at every share
+    start = base_loss(law_of(TRUTH), PT)
+    ratio, _ = cmr_from_cpt_law(law_of(TRUTH), PT, cpt_lr, 0.0, base=start + 0.02)
+    assert ratio == pytest.approx(((0.02 - anneal) / shift) ** (1 / t["gamma"]), rel=1e-6)
+    assert ratio > cmr_from_cpt_law(law_of(TRUTH), PT, cpt_lr, 0.0)[0]
 
 
 def cpt_runs_table(path):
