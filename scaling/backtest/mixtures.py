@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from ladderlab.scaling.backtest.sets import MixtureSet
 from ladderlab.scaling.mixing.joint import JointAt, fit_joint, run_groups
 from ladderlab.scaling.mixing.law import stack
-from ladderlab.scaling.mixing.mixture_scaling import At, fit_mixture_scaling, predict_at, score
+from ladderlab.scaling.mixing.mixture_scaling import At, fit_mixture_scaling, held_out_predictions, score
 from ladderlab.scaling.mixing.nested import MIN_POINTS, STEP, Nested, NestedAt, Runs, fit_power, fit_steps, runs_of
 from ladderlab.scaling.mixing.separation import separation, separation_text
 
@@ -63,15 +63,7 @@ def mixture_backtest(s: MixtureSet, draws: int = 50, seed: int = 0) -> dict[str,
 def _scores(at_of: Callable[[float], At], held: Held) -> dict[str, Any]:
     """A form's held-out scores per loss column and averaged over them, and the separation verdict per column."""
     h = len(held.d)
-    pred = {c: np.empty(h) for c in held.actual}
-    lo, hi = ({c: np.full(h, np.nan) for c in held.actual} for _ in range(2))
-    draws: dict[str, np.ndarray] = {}
-    for d in np.unique(held.d):
-        rows = held.d == d
-        for col, (p, a, b, dr) in predict_at(at_of(d), held.r[rows]).items():
-            pred[col][rows], lo[col][rows], hi[col][rows] = p, a, b
-            if dr is not None:
-                draws.setdefault(col, np.full((len(dr), h), np.nan))[:, rows] = dr
+    pred, lo, hi, draws = held_out_predictions(at_of, held.d, held.r, list(held.actual))
     columns, verdicts = {}, []
     for col, actual in held.actual.items():
         sep = separation(held.ids, pred[col], draws[col]) if col in draws else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -118,18 +118,32 @@ def _summary(per_column: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "coverage_90": float(np.mean(covered)) if covered else None, "columns": per_column}
 
 
+def held_out_predictions(form_at: Any, targets: np.ndarray, r_HxM: np.ndarray, columns: Sequence[str]) -> tuple:
+    """Per loss column the held-out runs' predictions, interval bounds and draws (draws x runs; absent without
+    draws): `form_at(D)` gives the form at the held-out size and tokens D; each run is predicted at its own D."""
+    h = len(targets)
+    pred = {c: np.empty(h) for c in columns}
+    lo, hi = ({c: np.full(h, np.nan) for c in columns} for _ in range(2))
+    draws: dict[str, np.ndarray] = {}
+    for d in np.unique(targets):
+        rows = targets == d
+        for col, (p, a, b, dr) in predict_at(form_at(d), r_HxM[rows]).items():
+            pred[col][rows], lo[col][rows], hi[col][rows] = p, a, b
+            if dr is not None:
+                draws.setdefault(col, np.full((len(dr), h), np.nan))[:, rows] = dr
+    return pred, lo, hi, draws
+
+
 def _backtest(form_at: Any, targets: np.ndarray, r_HxM: np.ndarray, actual: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """A form's held-out scores: `form_at(D)` gives it at the held-out size and tokens D; each held-out run is
     predicted at its own last checkpoint."""
-    pred = {c: np.empty(len(targets)) for c in actual}
-    lo, hi = ({c: np.full(len(targets), np.nan) for c in actual} for _ in range(2))
+    pred, lo, hi, draws = held_out_predictions(form_at, targets, r_HxM, list(actual))
     separated = {}
     for d in np.unique(targets):
         rows = targets == d
-        for col, (p, a, b, draws) in predict_at(form_at(d), r_HxM[rows]).items():
-            pred[col][rows], lo[col][rows], hi[col][rows] = p, a, b
-            if draws is not None and rows.sum() > 1:
-                apart = separation(np.flatnonzero(rows).astype(str), p, draws)["separated"]
+        for col, dr in draws.items():
+            if rows.sum() > 1:
+                apart = separation(np.flatnonzero(rows).astype(str), pred[col][rows], dr[:, rows])["separated"]
                 separated[col] = separated.get(col, True) and apart
     per_column = {c: {**score(pred[c], lo[c], hi[c], actual[c]), "mixtures_separated": separated.get(c)}
                   for c in actual}
