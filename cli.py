@@ -12,7 +12,7 @@ import importlib.metadata
 import sys
 from typing import Callable, Sequence
 
-from ladderlab import cli_backtest, cli_fit, cli_grow, cli_ladder, cli_mixing, cli_schedule, cli_train
+from ladderlab import cli_ablate, cli_backtest, cli_fit, cli_grow, cli_ladder, cli_mixing, cli_schedule, cli_train
 from ladderlab.cli_args import Parser
 from ladderlab.errors import LadderlabError
 
@@ -48,6 +48,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
     ("grow", "speedup"): cli_grow.speedup,
     ("grow", "refit"): cli_grow.refit,
     ("backtest", None): cli_backtest.backtest,
+    ("ablate", None): cli_ablate.ablate,
 }
 
 
@@ -63,6 +64,7 @@ def build_parser() -> Parser:
     cli_ladder.add_parsers(sub)  # ladder, report
     cli_grow.add_parsers(sub)  # grow
     cli_backtest.add_parsers(sub)  # backtest
+    cli_ablate.add_parsers(sub)  # ablate
     return parser
 
 

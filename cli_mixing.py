@@ -42,6 +42,13 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
                         "total column; auto (default): plain or log per column by 5-fold held-out error")
     p.add_argument("--latent", type=int, default=3, metavar="K", help="latent domains of the implicit law")
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    p.add_argument("--proxy-losses", metavar="P.csv",
+                   help="proxy losses as extra runs, e.g. `ladderlab ablate`'s proxy_losses.csv (id + the same loss "
+                        "columns); needs --proxy-mixtures")
+    p.add_argument("--proxy-mixtures", metavar="M2.csv",
+                   help="the proxies' mixtures (id + share columns; a domain without a column has share 0)")
+    p.add_argument("--proxy-weight", type=float, default=1.0, metavar="W",
+                   help="each proxy's weight in the least squares, in (0, 1] (the runs weigh 1)")
     p.add_argument("--json", metavar="OUT", help="write the fitted mixing model as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="held-out predicted vs observed, per column")
     p = laws.add_parser("mixture-scaling", help="loss of any mixture at any N, D: the joint law L(N, D, r) = E + "
@@ -110,6 +117,8 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
 
 def fit_mixing_law(args: argparse.Namespace) -> None:
     """`fit mixing-law`: per-domain mixing laws from a mixtures table and a losses table."""
+    import numpy as np
+
     from ladderlab.console import make_console
     from ladderlab.scaling.mixing.model import fit_mixing_model
     from ladderlab.scaling.mixing.plot import plot_mixing
@@ -118,11 +127,36 @@ def fit_mixing_law(args: argparse.Namespace) -> None:
 
     console = make_console()
     table = read_mixture_table(args.mixtures, args.losses, args.on, args.loss)
-    model = fit_mixing_model(table.proportions, table.losses, args.model, args.latent, seed=args.seed, id_col=args.on)
-    print_mixing(model, f"mixing laws fitted to {len(table.ids)} runs of {args.mixtures}", console)
-    write_json(args.json, model.to_json())
+    title = f"mixing laws fitted to {len(table.ids)} runs of {args.mixtures}"
+    props, losses, weights, proxy = table.proportions, table.losses, None, None
+    if args.proxy_losses or args.proxy_mixtures:
+        extra = _proxies(args, table)
+        props = {d: np.concatenate([v, extra.proportions[d]]) for d, v in props.items()}
+        losses = {c: np.concatenate([v, extra.losses[c]]) for c, v in losses.items()}
+        weights = np.r_[np.ones(len(table.ids)), np.full(len(extra.ids), args.proxy_weight)]
+        proxy = {"losses": str(args.proxy_losses), "mixtures": str(args.proxy_mixtures), "weight": args.proxy_weight,
+                 "rows": len(extra.ids)}
+        title += f" and {len(extra.ids)} proxies of {args.proxy_losses} (weight {args.proxy_weight:g})"
+    model = fit_mixing_model(props, losses, args.model, args.latent, seed=args.seed, id_col=args.on, weights=weights)
+    print_mixing(model, title, console)
+    write_json(args.json, {**model.to_json(), **({"proxy": proxy} if proxy else {})})
     if args.plot:
         plot_mixing(model, args.plot)
+
+
+def _proxies(args: argparse.Namespace, table: Any) -> Any:
+    """The --proxy-mixtures x --proxy-losses table over the runs' domains (a missing domain: share 0) and loss
+    columns, checked like the runs' own."""
+    from ladderlab.scaling.mixing.table import join, read_proportions
+    from ladderlab.scaling.tables.columns import read_columns
+
+    if not (args.proxy_losses and args.proxy_mixtures):
+        raise LadderlabError("--proxy-losses and --proxy-mixtures go together: give both")
+    if not 0 < args.proxy_weight <= 1:
+        raise LadderlabError(f"--proxy-weight {args.proxy_weight:g}: must be in (0, 1]")
+    ids, props = read_proportions(args.proxy_mixtures, args.on, table.domains, missing_as_zero=True)
+    losses = read_columns(args.proxy_losses, list(table.losses), text=[args.on])
+    return join(ids, props, losses.pop(args.on), losses, str(args.proxy_mixtures), str(args.proxy_losses))
 
 
 def fit_cmr(args: argparse.Namespace) -> None:

@@ -51,6 +51,12 @@ KEYS: dict[str, dict[str, str]] = {
         "speedup": POS, "before.mape_vs_truth_pct": NUM, "after.mape_vs_truth_pct": NUM, "after.coverage_90": NUM,
         "joint_recovery.max_param_rel_err": NUM,
     },
+    "merge_ablation": {
+        "N": POS, "candidates": POS, "mean_spearman": NUM, "mean_spearman_loss_average": NUM,
+        "domains.val/code.spearman": NUM, "domains.val/code.mean_gap": NUM, "domains.val/code.spearman_loss_average": NUM,
+        "compute.merging.flops": POS, "compute.merging.seconds": POS, "compute.actual.flops": POS,
+        "compute.actual.seconds": POS, "runtime_s": POS,
+    },
     "mixture_ladder": {
         "target.N": POS, "target.D": POS, "joint.mape_pct": POS, "joint.coverage_90": NUM, "joint.spearman": NUM,
         "joint.seconds": POS, "nested.mape_pct": POS, "nested.coverage_90": NUM, "nested.spearman": NUM,

@@ -23,6 +23,11 @@ class DataConfig:
     max_epochs: K, the most epochs of any domain's unique tokens a run may need.
     on_overrepeat: what happens past K epochs: "warn" or "error".
     text_field: the text field of JSONL records.
+    doc_tokens: cut documents longer than this many tokens into pieces (training: each piece shuffled as a
+        document of its own; eval: a held-out document's first piece only); 0 = whole documents. A corpus of a few
+        long documents (the demo's) needs it: without it a short run trains on a handful of documents in sequence.
+    tasks: multiple-choice tasks scored at every evaluation (`data.tasks`: "<domain>_continuation",
+        "python_function", "man_description"), built from the held-out documents; none by default.
     """
 
     corpus: str = "quick"
@@ -36,3 +41,5 @@ class DataConfig:
     max_epochs: float = 4.0
     on_overrepeat: Literal["warn", "error"] = "warn"
     text_field: str = "text"
+    doc_tokens: int = 0
+    tasks: tuple[str, ...] = ()

@@ -11,18 +11,23 @@ process_count-th row of each domain, so hosts never see the same row.
 `cfg.eval_tokens` scored predictions, padded (mask 0) to full batches. Bits per byte of a domain is
 sum(loss_nats * mask) / ln 2 / (sum(mask) * eval_bytes_per_token(cfg)[domain]); the byte counts are exact
 (each target token's UTF-8 length; EOS counts 0 bytes).
+
+`task_batches(cfg, batch_size)` -> {task: [batch, ...]}: the multiple-choice tasks cfg.tasks names, built from the
+same held-out documents (`tasks`), one row per choice.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from pathlib import Path
 
 import grain
 import numpy as np
 
 from ladderlab.data import mixture as mix
+from ladderlab.data import tasks
 from ladderlab.data.config import DataConfig
 from ladderlab.data.corpus import cache_root, resolve_corpus
 from ladderlab.data.packing import PackedRows, shuffled_epochs
@@ -40,7 +45,8 @@ def vocab_size(cfg: DataConfig) -> int:
 def domains(cfg: DataConfig) -> dict[str, DomainTokens]:
     """Every domain's train/eval tokens (tokenised and cached on first use)."""
     corpus = resolve_corpus(cfg.corpus, cfg.cache_dir)
-    return _domains(str(corpus), cfg.tokenizer, cfg.eval_tokens, str(cache_root(cfg.cache_dir)), cfg.text_field)
+    return _domains(str(corpus), cfg.tokenizer, cfg.eval_tokens, str(cache_root(cfg.cache_dir)), cfg.text_field,
+                    cfg.doc_tokens)
 
 
 def mixture_weights(cfg: DataConfig) -> dict[str, float]:
@@ -76,11 +82,37 @@ def eval_batches(cfg: DataConfig, batch_size: int) -> dict[str, list[dict[str, n
     for name, tokens in domains(cfg).items():
         rows = PackedRows(tokens.eval, cfg.seq_len, lambda epoch, n=len(tokens.eval.pairs): np.arange(n), tokens.eval_scored)
         packed = [rows[r] for r in range(len(rows))]
-        stacked = {k: np.stack([row[k] for row in packed]) for k in packed[0]}
-        pad = -len(rows) % batch_size
-        stacked = {k: np.concatenate([v, np.zeros((pad, cfg.seq_len), v.dtype)]) for k, v in stacked.items()}
-        out[name] = [{k: v[i:i + batch_size] for k, v in stacked.items()} for i in range(0, len(rows) + pad, batch_size)]
+        out[name] = _batched({k: np.stack([row[k] for row in packed]) for k in packed[0]}, batch_size)
     return out
+
+
+def task_batches(cfg: DataConfig, batch_size: int) -> dict[str, list[dict[str, np.ndarray]]]:
+    """cfg.tasks' rows (`tasks.rows`: one per choice, min(seq_len, tasks.ROW_LEN) tokens, with `item`, `correct`
+    and `scored_bytes`) in fixed batches, padded with rows of mask 0 and item -1. A task the corpus has too few
+    items for is left out with a warning saying why."""
+    if not cfg.tasks:
+        return {}
+    built, skipped = task_items(cfg)
+    unknown = [t for t in cfg.tasks if t not in built and t not in skipped]
+    if unknown:
+        raise LadderlabError(f"DataConfig.tasks: unknown task(s) {', '.join(unknown)} (corpus {cfg.corpus} has: "
+                             f"{', '.join(tasks.task_names(domains(cfg)))})")
+    tokenizer, out = _tokenizer(cfg.tokenizer), {}
+    for name in cfg.tasks:
+        if name in skipped:
+            warnings.warn(f"task {name!r} skipped: {skipped[name]}", stacklevel=2)
+            continue
+        rows = tasks.rows(built[name], lambda text: tokenizer.encode(text)[1:-1], tokenizer.token_bytes(),
+                          min(cfg.seq_len, tasks.ROW_LEN))
+        out[name] = _batched(rows, batch_size)
+    return out
+
+
+def task_items(cfg: DataConfig) -> tuple[dict[str, list[tasks.Item]], dict[str, str]]:
+    """({task: items}, {skipped task: why}) of the corpus's held-out documents (`tasks.load_tasks`, cached)."""
+    corpus = resolve_corpus(cfg.corpus, cfg.cache_dir)
+    return _tasks(str(corpus), cfg.tokenizer, cfg.eval_tokens, str(cache_root(cfg.cache_dir)), cfg.text_field,
+                  cfg.doc_tokens)
 
 
 def eval_bytes_per_token(cfg: DataConfig) -> dict[str, float]:
@@ -94,6 +126,15 @@ def eval_bytes_per_token(cfg: DataConfig) -> dict[str, float]:
     return out
 
 
+def _batched(rows: dict[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Rows cut into batches of batch_size, the last padded with zero rows (`item` -1)."""
+    n = len(rows["mask"])
+    pad = -n % batch_size
+    rows = {k: np.concatenate([v, np.full((pad, *v.shape[1:]), -1 if k == "item" else 0, v.dtype)])
+            for k, v in rows.items()}
+    return [{k: v[i:i + batch_size] for k, v in rows.items()} for i in range(0, n + pad, batch_size)]
+
+
 def _domain_seed(seed: int, domain: str) -> int:
     """A domain's shuffling seed: depends on its name only, not on which other domains the corpus has."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{domain}".encode()).digest()[:4], "little") >> 1
@@ -105,5 +146,13 @@ def _tokenizer(name: str) -> Tokenizer:
 
 
 @functools.lru_cache(maxsize=8)
-def _domains(corpus: str, tokenizer: str, eval_tokens: int, cache: str, text_field: str) -> dict[str, DomainTokens]:
-    return load_tokens(Path(corpus), _tokenizer(tokenizer), eval_tokens, Path(cache), text_field)
+def _domains(corpus: str, tokenizer: str, eval_tokens: int, cache: str, text_field: str,
+             doc_tokens: int = 0) -> dict[str, DomainTokens]:
+    return load_tokens(Path(corpus), _tokenizer(tokenizer), eval_tokens, Path(cache), text_field, doc_tokens)
+
+
+@functools.lru_cache(maxsize=8)
+def _tasks(corpus: str, tokenizer: str, eval_tokens: int, cache: str, text_field: str,
+           doc_tokens: int) -> tuple[dict[str, list[tasks.Item]], dict[str, str]]:
+    return tasks.load_tasks(Path(corpus), _domains(corpus, tokenizer, eval_tokens, cache, text_field, doc_tokens),
+                            _tokenizer(tokenizer), eval_tokens, Path(cache), text_field, doc_tokens)

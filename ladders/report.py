@@ -3,9 +3,9 @@
 Reads only the results folder (runs.csv, ladder.json, each run's result.json), never JAX, so it works on any
 machine the folder is copied to. Scaling law: Chinchilla L(N, D) on the main mixture's final losses, with the
 largest run held out and predicted from the others. Mixing law: the mixtures trained at the smallest size and
-multiple, fitted per validation domain and optimised for the mean validation loss. Task laws: each domain's
-next-token accuracy through its bits per byte (`scaling.tasks`), the same run held out. report.md carries every
-fit's warnings, the parameters with their intervals, each mixture's shares, every check (predicted with its 90%
+multiple, fitted per validation domain and optimised for the mean validation loss. Task laws: each multiple-choice
+task's accuracy through its bits per byte (`scaling.tasks`, runs.csv's loss/<task> and acc/<task>), the same run
+held out. report.md carries every fit's warnings, the parameters with their intervals, each mixture's shares, every check (predicted with its 90%
 interval against the actual; the scaling law's is calibrated on backtests, `scaling.backtest`) and says which
 actual values fall outside their interval. A ladder tracked by W&B (its runs' `wandb_project`) also gets the report
 logged there (`tracking.log_report`).
@@ -143,8 +143,8 @@ def mixing_section(final: list[dict], mixtures: dict[str, dict[str, float]], mai
 
 
 def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int, console: Console) -> dict[str, Any]:
-    """Two-step task laws on the main mixture's runs except `held_run` (each eval domain a task: its bits per byte,
-    then its top-1 next-token accuracy), and that run's final accuracy predicted against its actual one. Step 1 takes
+    """Two-step task laws on the main mixture's runs except `held_run` (each multiple-choice task of runs.csv: its
+    bits per byte, then its accuracy), and that run's final accuracy predicted against its actual one. Step 1 takes
     each run's final evaluation and step 2 every evaluation after the first, unsmoothed (a ladder's evaluations are
     few and each covers the whole eval set)."""
     from ladderlab.scaling.tasks import laws as tasks
@@ -153,13 +153,13 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
                         if "operator" in runs.cols else runs["mixture"] == main)
     names = plain.tasks
     if not names or held_run not in plain.run_ids:
-        return {"skipped": "task laws skipped: no accuracy columns in runs.csv"}
+        return {"tasks": {}, "skipped": "task laws skipped: no task columns (loss/<task>, acc/<task>) in runs.csv"}
     fit_runs = plain.select(plain["run"] != held_run)
     try:
         laws = tasks.fit(fit_runs, names, bootstrap, seed, max_width=1.0, last=1, window=1)
     except LadderlabError as e:  # e.g. one evaluation per run leaves step 2 no points
         console.print(f"task laws skipped: {e}")
-        return {"skipped": f"task laws skipped: {e}"}
+        return {"tasks": {}, "skipped": f"task laws skipped: {e}"}
     final = plain.rows_of(held_run)[-1]
     n, d = float(plain["N"][final]), float(plain["D"][final])
     rows = {}
@@ -167,10 +167,10 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
         actual = float(plain[f"acc/{task}"][final])
         rows[task] = {**p.to_json(), "actual_loss": float(plain[f"loss/{task}"][final]), "actual_acc": actual,
                       "acc_error": p.acc - actual, "inside": inside(actual, (p.acc_lo, p.acc_hi))}
-    table = Table(title=f"task laws: next-token accuracy (%) of {held_run}, predicted from the other "
+    table = Table(title=f"task laws: accuracy (%) of {held_run}, predicted from the other "
                         f"{len(fit_runs.run_ids)} runs (90% intervals)", title_justify="left")
-    for col in ("domain", "bits/byte", "actual", "accuracy [interval]", "actual", "error"):
-        table.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True)
+    for col in ("task", "bits/byte", "actual", "accuracy [interval]", "actual", "error"):
+        table.add_column(col, justify="left" if col == "task" else "right", no_wrap=True)
     for task, r in rows.items():
         table.add_row(task, f"{r['loss']:.3f}", f"{r['actual_loss']:.3f}",
                       f"{100 * r['acc']:.1f} [{100 * r['acc_lo']:.1f}, {100 * r['acc_hi']:.1f}]",
@@ -179,7 +179,7 @@ def task_section(runs: Runs, main: str, held_run: str, bootstrap: int, seed: int
     errors = [abs(100 * r["acc_error"]) for r in rows.values()]
     outside = [f"{t} (actual {100 * r['actual_acc']:.1f}, interval {100 * r['acc_lo']:.1f}-{100 * r['acc_hi']:.1f})"
                for t, r in rows.items() if r["inside"] is False]
-    line = (f"held-out task check: {held_run}'s next-token accuracy on {len(rows)} domains predicted with mean "
+    line = (f"held-out task check: {held_run}'s accuracy on {len(rows)} tasks predicted with mean "
             f"|error| {np.mean(errors):.2f} points (max {max(errors):.2f}); "
             f"{sum(r['inside'] is True for r in rows.values())}/{len(rows)} inside the 90% interval"
             + (f"; OUTSIDE it: {', '.join(outside)}" if outside else ""))
@@ -231,7 +231,8 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     scaling = scaling_section(plain, main, bootstrap, seed, console)
     mixing = mixing_section(plain, mixes, main, seed, console)
     held = scaling.get("held_out", {}).get("run")
-    task = task_section(runs, main, held, bootstrap, seed, console) if held else {}
+    task = task_section(runs, main, held, bootstrap, seed, console) if held else \
+        {"tasks": {}, "skipped": "task laws skipped: no held-out run (the scaling law was not fitted)"}
     largest = max(r["N"] for r in final)
     target_n = target_n or 10 * largest
     target = target_section(scaling, mixing, target_n, cfg["tokens_per_param"] * target_n, console)

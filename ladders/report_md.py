@@ -39,7 +39,7 @@ def markdown(s: dict[str, Any]) -> str:
         lines += ["", s["mixture_check"]["line"]]
     lines += _warnings_md(mx)
     if s.get("tasks"):
-        lines += ["", "## Task laws (next-token accuracy)", "", s["tasks"].get("line", s["tasks"].get("skipped", ""))]
+        lines += ["", "## Task laws (multiple-choice accuracy)", "", s["tasks"].get("line", s["tasks"].get("skipped", ""))]
         lines += _warnings_md(s["tasks"])
     if s["target"]:
         lines += ["", "## Target", "", s["target"]["line"]]

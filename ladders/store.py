@@ -23,6 +23,9 @@ from ladderlab.scaling.tables.runs import TEXT as TEXT_COLUMNS
 from ladderlab.scaling.tables.runs import Runs
 
 
+TASK_COLUMNS = (("loss", "bpb"), ("acc", "acc"))  # runs.csv's loss/<task>, acc/<task> from metrics' <task>/bpb, /acc
+
+
 def fingerprint(cfg: LadderConfig) -> dict[str, Any]:
     """The config fields that decide a ladder's results (the data config's as `data.<field>`)."""
     doc = config_to_dict(cfg)
@@ -92,8 +95,10 @@ class LadderStore:
         6ND with N non-embedding (the C of the laws), not `model.counts`' exact `causal` count that MFU uses. Every row has
         `operator` ("scratch" unless grown), `growth_factor` (the depth or width factor), `growth_tokens`, `base_run` ("" unless continued) and `branch_of` (a WSD decay branch's
         stable run, "" otherwise).
-        Each eval domain is also a task for `scaling.tasks`: `loss/<domain>` its bits per byte, `acc/<domain>` its
-        top-1 next-token accuracy."""
+        Each eval domain gives `val/<domain>` (nats per token), `nt_bpb/<domain>` (bits per byte) and
+        `nt_acc/<domain>` (top-1 next-token accuracy); each multiple-choice task (`data.tasks`) the columns
+        `scaling.tasks` fits: `loss/<task>`, bits per byte of the true answers, and `acc/<task>`, its
+        length-normalised accuracy."""
         train, evals = read_metrics(self.metrics_path(plan_row))
         if plan_row["steps"] not in evals:
             raise LadderlabError(f"{self.metrics_path(plan_row)}: no evaluation at the last step {plan_row['steps']}")
@@ -104,8 +109,10 @@ class LadderStore:
         rows = []
         for step in sorted(s for s in evals if s > 0):  # a grown model's eval at step 0 has no train row
             val = {k[:-5]: v for k, v in evals[step].items() if k.endswith("/loss")}
-            tasks = {f"{key}/{d}": evals[step][f"{d}/{metric}"] for d in sorted(val)
-                     for key, metric in (("loss", "bpb"), ("acc", "acc")) if f"{d}/{metric}" in evals[step]}
+            names = sorted({k[:-4] for k in evals[step] if k.endswith("/bpb")} - set(val))
+            columns = [*((f"nt_{key}/{d}", f"{d}/{key}") for d in sorted(val) for key in ("bpb", "acc")),
+                       *((f"{key}/{t}", f"{t}/{metric}") for t in names for key, metric in TASK_COLUMNS)]
+            tasks = {column: evals[step][key] for column, key in columns if key in evals[step]}
             rows.append({"run": plan_row["run"], "size": plan_row["size"], "mixture": plan_row["mixture"],
                          "multiple": plan_row["multiple"], "seed": plan_row["seed"], "N": plan_row["N"],
                          "D": plan_row.get("tokens_before", 0) + step * per_step, "step": step,

@@ -22,8 +22,9 @@ def slices(B: int, L: int, chunk: int) -> int:
 
 
 def logit_sums(x_BxLxD: jax.Array, head_DxV: jax.Array, targets_BxL: jax.Array, mask_BxL: jax.Array,
-               chunk: int = 0, hits: bool = False) -> tuple[jax.Array, ...]:
-    """(sum of CE, sum of logsumexp^2[, top-1 hits]) over the tokens, each weighted by its mask.
+               chunk: int = 0, hits: bool = False, rows: bool = False) -> tuple[jax.Array, ...]:
+    """(sum of CE, sum of logsumexp^2[, top-1 hits]) over the tokens, each weighted by its mask; rows=True: each
+    a [B] array of per-row sums (what an evaluation needs to score a row on its own).
 
     x is the final-normed hidden state in its compute dtype and head the output matrix cast to it; logits are
     made with fp32 accumulation, as the plain path's are.
@@ -35,9 +36,10 @@ def logit_sums(x_BxLxD: jax.Array, head_DxV: jax.Array, targets_BxL: jax.Array, 
                                  ("batch", None, "vocab"))
         logz_BxC = jax.nn.logsumexp(logits_BxCxV, axis=-1)
         target_logit_BxC = jnp.take_along_axis(logits_BxCxV, target_BxC[..., None], axis=-1)[..., 0]
-        out = [jnp.sum((logz_BxC - target_logit_BxC) * mask_BxC), jnp.sum(logz_BxC**2 * mask_BxC)]
+        reduce = (lambda a: jnp.sum(a, axis=-1)) if rows else jnp.sum
+        out = [reduce((logz_BxC - target_logit_BxC) * mask_BxC), reduce(logz_BxC**2 * mask_BxC)]
         if hits:
-            out.append(jnp.sum((jnp.argmax(logits_BxCxV, axis=-1) == target_BxC) * mask_BxC))
+            out.append(reduce((jnp.argmax(logits_BxCxV, axis=-1) == target_BxC) * mask_BxC))
         return jnp.stack(out)
 
     n = slices(B, L, chunk)
@@ -45,6 +47,7 @@ def logit_sums(x_BxLxD: jax.Array, head_DxV: jax.Array, targets_BxL: jax.Array, 
         return tuple(sums(x_BxLxD, targets_BxL, mask_BxL))
     cut = lambda a: jnp.swapaxes(a.reshape(B, n, L // n, *a.shape[2:]), 0, 1)  # noqa: E731  n x B x L/n x ...
     step = jax.checkpoint(sums)  # the backward pass recomputes a slice's logits instead of keeping them
-    total, _ = jax.lax.scan(lambda acc, xs: (acc + step(*xs), None), jnp.zeros(3 if hits else 2),
+    zeros = jnp.zeros((3 if hits else 2, *((B,) if rows else ())))
+    total, _ = jax.lax.scan(lambda acc, xs: (acc + step(*xs), None), zeros,
                             (cut(x_BxLxD), cut(targets_BxL), cut(mask_BxL)))
     return tuple(total)

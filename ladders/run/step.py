@@ -75,16 +75,18 @@ def token_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]
 
 
 def eval_sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array]) -> tuple[jax.Array, ...]:
-    """(sum of CE, top-1 correct predictions, real tokens) over the masked targets of one eval batch."""
-    ce, _, hits = _sums(graphdef, params, batch, hits=True)
-    return ce, hits, jnp.sum(batch["mask"].astype(jnp.float32))
+    """Per row of one eval batch: (sum of CE, top-1 correct predictions, real tokens) over its masked targets, each
+    a [B] array. A domain's evaluation adds up the rows, a task's compares the rows of an item's choices."""
+    ce, _, hits = _sums(graphdef, params, batch, hits=True, rows=True)
+    return ce, hits, jnp.sum(batch["mask"].astype(jnp.float32), axis=-1)
 
 
-def _sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array], hits: bool) -> tuple[jax.Array, ...]:
+def _sums(graphdef: nnx.GraphDef, params: dict, batch: dict[str, jax.Array], hits: bool,
+          rows: bool = False) -> tuple[jax.Array, ...]:
     """The model's chunked output projection + cross-entropy sums (`model.loss.logit_sums`) on one batch."""
     model = nnx.merge(graphdef, params)
     x_BxLxD = model.hidden(batch["inputs"], batch["positions"], batch["segment_ids"])
-    return logit_sums(x_BxLxD, model.head_matrix(), batch["targets"], batch["mask"], model.loss_chunk, hits)
+    return logit_sums(x_BxLxD, model.head_matrix(), batch["targets"], batch["mask"], model.loss_chunk, hits, rows)
 
 
 def train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, state: dict[str, Any],
@@ -136,7 +138,7 @@ def jit_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformati
 
 
 def jit_eval_step(graphdef: nnx.GraphDef, param_shardings: Any, mesh: Mesh) -> Callable:
-    """params, batch -> `eval_sums` of one eval batch; cached like `jit_train_step`."""
+    """params, batch -> `eval_sums` (per row) of one eval batch; cached like `jit_train_step`."""
     return _jitted_eval_step(graphdef, FrozenTree(param_shardings), mesh)
 
 

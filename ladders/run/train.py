@@ -126,7 +126,8 @@ def train(cfg: TrainConfig, batches: Iterator | None = None,
 
     stop_after: end (with a checkpoint) after this step, as a preemption would; a later call resumes the run.
     batches: a grain DatasetIterator of this process's rows (default: `data.pipeline.train_batches`);
-    eval_sets: {domain: [batch, ...]} (default: `data.pipeline.eval_batches`), bytes_per_token for bits per byte.
+    eval_sets: {domain or task: [batch, ...]} (default: `data.pipeline`'s eval and task batches), bytes_per_token
+    for the domains' bits per byte.
     """
     if cfg.distributed:
         jax.distributed.initialize()
@@ -149,8 +150,8 @@ def checkpoints_of(cfg: TrainConfig) -> Checkpoints:
 
 def pipeline_data(cfg: TrainConfig, evals: bool = True) -> tuple[Iterator, dict[str, list[dict]] | None,
                                                                  dict[str, float] | None]:
-    """The data pipeline's (train batches of this process, eval sets, bytes per token) for cfg.data (evals=False:
-    the batches only, with None for the rest)."""
+    """The data pipeline's (train batches of this process, eval sets: every domain's and cfg.data.tasks', bytes per
+    token) for cfg.data (evals=False: the batches only, with None for the rest)."""
     from ladderlab.data import pipeline
 
     check_vocab(cfg)
@@ -158,23 +159,46 @@ def pipeline_data(cfg: TrainConfig, evals: bool = True) -> tuple[Iterator, dict[
                                      process_count=jax.process_count())
     if not evals:
         return batches, None, None
-    return batches, pipeline.eval_batches(cfg.data, cfg.eval_batch_size), pipeline.eval_bytes_per_token(cfg.data)
+    size = cfg.eval_batch_size
+    sets = {**pipeline.eval_batches(cfg.data, size), **pipeline.task_batches(cfg.data, size)}
+    return batches, sets, pipeline.eval_bytes_per_token(cfg.data)
 
 
 def evaluate(eval_step: Callable, params: dict, eval_sets: dict[str, list[dict]],
              bytes_per_token: dict[str, float] | None = None) -> dict[str, Any]:
     """Per domain: mean loss (nats per token), top-1 next-token accuracy and, given bytes per token, bits per byte.
-    eval_step(params, batch) -> (sum of CE, hits, tokens) (`step.eval_sums`); each figure is a float, or an array
-    over the members when the step is a swarm's."""
+    Per task (a set whose batches carry `item`, `data.tasks.rows`): `task_scores`. eval_step(params, batch) -> per
+    row (sum of CE, hits, tokens) (`step.eval_sums`); each figure is a float, or an array over the members when the
+    step is a swarm's."""
     out = {}
-    for domain, batches in eval_sets.items():
-        ce, hits, tokens = sum(np.asarray(jax.device_get(eval_step(params, {k: b[k] for k in BATCH_KEYS})), np.float64)
-                               for b in batches)
-        out[f"{domain}/loss"] = ce / np.maximum(tokens, 1.0)
-        out[f"{domain}/acc"] = hits / np.maximum(tokens, 1.0)
-        if bytes_per_token and domain in bytes_per_token:
-            out[f"{domain}/bpb"] = ce / math.log(2) / np.maximum(tokens * bytes_per_token[domain], 1e-9)
+    for name, batches in eval_sets.items():
+        ce, hits, tokens = np.concatenate([np.asarray(jax.device_get(eval_step(params, {k: b[k] for k in BATCH_KEYS})),
+                                                      np.float64) for b in batches], axis=-1)
+        if "item" in batches[0]:
+            rows = {k: np.concatenate([b[k] for b in batches]) for k in ("item", "correct", "scored_bytes")}
+            out.update({f"{name}/{k}": v for k, v in task_scores(ce, **rows).items()})
+            continue
+        ce, hits, tokens = ce.sum(-1), hits.sum(-1), tokens.sum(-1)
+        out[f"{name}/loss"] = ce / np.maximum(tokens, 1.0)
+        out[f"{name}/acc"] = hits / np.maximum(tokens, 1.0)
+        if bytes_per_token and name in bytes_per_token:
+            out[f"{name}/bpb"] = ce / math.log(2) / np.maximum(tokens * bytes_per_token[name], 1e-9)
     return out
+
+
+def task_scores(ce: np.ndarray, item: np.ndarray, correct: np.ndarray, scored_bytes: np.ndarray) -> dict[str, Any]:
+    """A multiple-choice task's figures from its rows' CE sums (nats; [..., rows], a leading member axis for a
+    swarm), rows item-major with the same number of choices per item (`item` -1 on padding rows): `bpb`, the true
+    choices' CE summed over items / ln 2 / their UTF-8 bytes summed; `acc`, the fraction of items whose lowest CE
+    per byte (OLMo normalises per character; a byte is one for ASCII) is the true choice's."""
+    real = item >= 0
+    n = int(real.sum())
+    items = len(np.unique(item[real]))
+    ce_IxC = ce[..., real].reshape(*ce.shape[:-1], items, n // items)
+    bytes_IxC, truth_I = scored_bytes[real].reshape(items, -1), correct[real].reshape(items, -1).argmax(-1)
+    true_I = np.take_along_axis(ce_IxC, np.broadcast_to(truth_I[:, None], (*ce.shape[:-1], items, 1)), -1)[..., 0]
+    acc = ((ce_IxC / bytes_IxC).argmin(-1) == truth_I).mean(-1)
+    return {"bpb": true_I.sum(-1) / math.log(2) / bytes_IxC[np.arange(items), truth_I].sum(), "acc": acc}
 
 
 def check_vocab(cfg: TrainConfig) -> None:

@@ -148,13 +148,16 @@ def folds_of(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % k
 
 
-def cross_fit(law: Law, x: dict[str, np.ndarray], y_CxN: np.ndarray, fold: np.ndarray | None
-              ) -> tuple[np.ndarray | None, list[FittedLaw]]:
+def cross_fit(law: Law, x: dict[str, np.ndarray], y_CxN: np.ndarray, fold: np.ndarray | None,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray | None, list[FittedLaw]]:
     """Every column's out-of-fold predictions (each row predicted by the law fitted without its fold; None without
-    folds) and its fit on every row, all in one batch of fits (columns x (folds + 1))."""
+    folds) and its fit on every row, all in one batch of fits (columns x (folds + 1)); `weights`: each row's weight
+    in every fit's objective (default 1)."""
     folds = [] if fold is None else list(np.unique(fold))
     n_cols, n = y_CxN.shape
     w_SxN = np.array([*(fold != f for f in folds), np.ones(n, bool)], float)  # one row per split, the last all
+    if weights is not None:
+        w_SxN = w_SxN * weights
     theta, value, done = fit_mixing_batch(law, x, np.repeat(y_CxN, len(w_SxN), axis=0), np.tile(w_SxN, (n_cols, 1)))
     theta, value, done = (a.reshape(n_cols, len(w_SxN), *a.shape[1:]) for a in (theta, value, done))
     oof = None
@@ -183,8 +186,11 @@ def fit_mixing_model(
     folds: int = FOLDS,
     seed: int = 0,
     id_col: str = "id",
+    weights: np.ndarray | None = None,
 ) -> MixingModel:
-    """Fit one mixing law per loss column; "auto" picks plain or log per column by held-out RMSE of log loss."""
+    """Fit one mixing law per loss column; "auto" picks plain or log per column by held-out RMSE of log loss.
+    `weights`: each run's weight in the fits' objective (default 1; e.g. < 1 for cheap proxy losses, such as merged
+    models' from `ladderlab ablate`); the held-out scores and intervals count every run alike."""
     if model not in MODELS:
         raise LadderlabError(f"unknown mixing model {model!r} (known: {', '.join(MODELS)})")
     if model == "implicit" and len(losses) != 1:
@@ -192,6 +198,10 @@ def fit_mixing_model(
     domains = tuple(proportions)
     x = {d: np.asarray(v, float) for d, v in proportions.items()}
     n = len(next(iter(x.values())))
+    if weights is not None:
+        weights = np.asarray(weights, float)
+        if weights.shape != (n,) or not (np.isfinite(weights) & (weights > 0)).all():
+            raise LadderlabError(f"weights: need {n} positive finite run weights, got {weights.tolist()}")
     fold = folds_of(n, min(folds, n), seed)
     n_train = n - np.bincount(fold).max()
     candidates = ["plain", "log"] if model == "auto" else [model]
@@ -212,7 +222,7 @@ def fit_mixing_model(
         raise LadderlabError(f"{cols[0]}: fewer runs ({n}) than parameters of the {model} law ({len(laws[model].params)}); "
                              "add runs or use fewer domains")
     usable = [m for m, law in laws.items() if len(law.params) < n_train]
-    fits = {m: cross_fit(laws[m], x, y_CxN, fold if m in usable else None) for m in usable or candidates[:1]}
+    fits = {m: cross_fit(laws[m], x, y_CxN, fold if m in usable else None, weights) for m in usable or candidates[:1]}
     for c, (col, y) in enumerate(zip(cols, y_CxN)):
         scores = {m: cv_scores(fits[m][0][c], y) for m in usable}
         chosen = min(scores, key=lambda m: scores[m]["rmse_log"]) if scores else candidates[0]

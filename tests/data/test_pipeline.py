@@ -143,3 +143,17 @@ def test_batches_match_a_golden_digest(cfg):
         for key in sorted(KEYS):
             digest.update(batch[key].tobytes())
     assert digest.hexdigest()[:16] == "8d79d3bfda233d0e"
+
+
+def test_doc_tokens_cuts_training_documents_and_keeps_one_piece_per_eval_document(cfg, corpus_docs):
+    tok, whole = ByteTokenizer(), pipeline.domains(cfg)
+    cut = pipeline.domains(dataclasses.replace(cfg, doc_tokens=20))
+    for name, tokens in cut.items():
+        assert tokens.train.pairs.max() == 20 and tokens.eval.pairs.max() == 20
+        assert len(tokens.eval.pairs) > len(whole[name].eval.pairs) and tokens.eval.pairs.sum() >= cfg.eval_tokens
+        # each eval piece is the start of a held-out document; every prediction of the others is trained on once
+        docs = [tok.encode(d) for d in corpus_docs[name]]
+        starts = {tuple(tokens.eval.tokens[a:b]) for a, b in zip(tokens.eval.offsets[:-1], tokens.eval.offsets[1:])}
+        held = [d for d in docs if tuple(d[:21]) in starts]
+        assert len(held) == len(starts)
+        assert tokens.train.pairs.sum() == sum(len(d) - 1 for d in docs) - sum(len(d) - 1 for d in held)
