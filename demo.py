@@ -67,7 +67,7 @@ def run_demo(cfg: LadderConfig, out: str | Path, *, bootstrap: int = 100, seed: 
 def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> str | None:
     """Why the scaling law has a parameter at a bound on this ladder, measured on its own runs (None when none is):
     each size's loss drop per doubling of D between successive multiples. The additive law gives every size the same
-    drop at the same D; tiny sizes that are capacity-bound drop far less than larger ones at smaller D."""
+    drop at the same D, shrinking as D grows; runs whose drops do not follow that cannot identify E."""
     bound = [w.split()[1] for w in warnings if "at its bound" in w]
     rows = [r for r in final if r["mixture"] == main and r.get("operator", "scratch") == "scratch" and not r.get("base_run")]
     if not bound or not rows:
@@ -80,8 +80,7 @@ def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> s
     return (f"{', '.join(bound)} at {'its bound' if len(bound) == 1 else 'their bounds'} because the runs' loss drop "
             f"per doubling of D depends on N ({per_size}), while L = E + A/N^alpha + B/D^beta gives every size the "
             "same drop at the same D, and a smaller drop at a larger D. Sizes small enough for a 15-minute CPU demo "
-            "are in that regime: the smallest are capacity-bound, the larger still learn fast; a ladder whose law "
-            "is identified needs sizes past it (an accelerator).")
+            "are still in that regime; a ladder whose law is identified needs larger sizes (an accelerator).")
 
 
 def check_mixture(cfg: LadderConfig, mixing: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:

@@ -93,3 +93,15 @@ def test_demo_reports_held_out_check_and_trains_the_best_mixture(tmp_path, capsy
     for name, m in mixtures(load_config(LadderConfig, config)).items():
         shares = normalise(m, DOMAINS)
         assert f"| {name} | " + " | ".join(f"{shares[d]:.3f}" for d in DOMAINS) + " |" in md
+
+
+def test_scale_note_gives_each_sizes_measured_drop_per_doubling_only_when_a_parameter_is_at_a_bound():
+    from ladderlab.demo import scale_note
+
+    final = [{"mixture": "equal", "N": n, "D": d, "loss": loss} for n, d, loss in
+             [(1e3, 1e5, 3.0), (1e3, 2e5, 2.9), (1e3, 8e5, 2.7), (4e3, 4e5, 2.8), (4e3, 8e5, 2.5)]]
+    final.append({"mixture": "other", "N": 1e3, "D": 1e5, "loss": 9.0})
+    note = scale_note(final, "equal", ["parameter E is at its bound 4.54e-05; the fit is not trustworthy there"])
+    assert note.startswith("E at its bound because the runs' loss drop per doubling of D depends on N (N=1,000: "
+                           "0.100 from D=1e+05, 0.100 from D=2e+05; N=4,000: 0.300 from D=4e+05)")
+    assert scale_note(final, "equal", ["few points: 5 rows for 5 parameters"]) is None
