@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ NOT_BENCHMARKS = {"common", "smoke"}
 POS, NUM = "positive", "finite"  # a rate, time or count / any finite number (a score, an error, a fitted value)
 PEER = "peer "  # prefix: measured on the peer, so null when "baseline" is "skipped"
 TIMEOUT_S = 600
+WORKERS = 2  # benchmarks run two at a time: a smoke run is mostly XLA compiling, on one thread
 
 # benchmark -> {key in its JSON (a.b: key b inside a; 0: the first list item): what its value must be}
 KEYS: dict[str, dict[str, str]] = {
@@ -185,12 +187,15 @@ def main() -> int:
     # Smoke timings mean nothing, so XLA may skip most optimisations (halves compile time).
     env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **({NO_PEERS: "1"} if args.no_peers else {})}
     failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(WORKERS) as pool:
+        def outcome(name: str) -> str:
             try:
-                line = f"ok, {run(name, Path(tmp), env, args.no_peers)}"
+                return f"ok, {run(name, Path(tmp), env, args.no_peers)}"
             except Failed as e:
-                line, failed = f"FAILED {e}", failed + 1
+                return f"FAILED {e}"
+
+        for name, line in zip(names, pool.map(outcome, names)):
+            failed += line.startswith("FAILED")
             print(f"smoke {name}: {line}", flush=True)
     print(f"{len(names) - failed} passed, {failed} failed")
     return 1 if failed else 0
