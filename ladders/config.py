@@ -88,11 +88,12 @@ class LadderConfig:
     wandb_project: str = ""  # "" = off
     wandb_entity: str = ""
     wandb_mode: Literal["", "online", "offline", "disabled"] = ""
-    # the `ladder plan` time estimate: seconds = overhead + steps x step_s + tokens x FLOPs per token / flops_per_s
-    # (least squares over the 30 runs of the demo and quick ladders on this project's 2-core CPU, load average ~1.5)
-    flops_per_s: float = 1.7e10
-    step_s: float = 0.005
-    overhead_s: float = 1.0
+    # the `ladder plan` time estimate: seconds = overhead + steps x step_s + FLOPs / flops_per_s, the FLOPs of
+    # training and of the task evaluations (`plan.run_seconds`); least squares over the 30 runs of the demo and
+    # quick ladders trained from a fresh clone on this project's 2-core CPU, quiet (first runs' compiles included)
+    flops_per_s: float = 1.6e10
+    step_s: float = 0.012
+    overhead_s: float = 3.5
 
 
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, get_args, get_type_hints
 
+from ladderlab.data import tasks
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.config import TrainConfig
 from ladderlab.ladders.config import LadderConfig
@@ -162,8 +163,7 @@ def plan(cfg: LadderConfig) -> list[PlannedRun]:
                     continue
                 for seed in cfg.seeds:
                     tokens = steps * per_step
-                    est = cfg.overhead_s + steps * cfg.step_s + \
-                        tokens * flops_per_token(model, cfg.data.seq_len)["detailed"] / cfg.flops_per_s
+                    est = run_seconds(cfg, steps, tokens * flops_per_token(model, cfg.data.seq_len)["detailed"], model)
                     run_id = f"{label}-{multiple:g}xC-{name}-s{seed}"
                     run = PlannedRun(run_id, label, float(multiple), name, weights, seed, model, n, steps, batch,
                                      lr, min(warmup, steps), tokens, 6.0 * n * tokens, est)
@@ -209,6 +209,16 @@ def branch_saving(runs: Sequence[PlannedRun]) -> dict[str, float]:
     return {"flops": spent, "separate_flops": separate, "saved": 1.0 - spent / separate}
 
 
+def run_seconds(cfg: LadderConfig, steps: int, train_flops: float, model: ModelConfig) -> float:
+    """One run's (or phase's) estimated seconds on this machine: overhead + steps x step_s + FLOPs / flops_per_s, the
+    FLOPs its training's plus its task evaluations' (each of `evals_per_run` evaluations scores up to MAX_ITEMS x
+    CHOICES rows of min(seq_len, ROW_LEN) tokens per task, forward only: a third of a trained token's FLOPs; the
+    domains' eval sets are inside the fitted constants)."""
+    rows = len(cfg.data.tasks) * tasks.MAX_ITEMS * tasks.CHOICES * min(cfg.data.seq_len, tasks.ROW_LEN)
+    evals = cfg.evals_per_run * rows / 3 * flops_per_token(model, cfg.data.seq_len)["detailed"]
+    return cfg.overhead_s + steps * cfg.step_s + (train_flops + evals) / cfg.flops_per_s
+
+
 def estimate_s(runs: Sequence[PlannedRun]) -> float:
     """Estimated training time of planned runs on this machine (s): the one time estimate that `ladder plan` and the
     demo print (configs and help texts point here rather than carry their own numbers)."""
@@ -245,9 +255,9 @@ def grown(cfg: LadderConfig, run: PlannedRun, entry: str) -> PlannedRun:
     if operator == "learn":
         before += 6.0 * run.n * GrowConfig().learn_steps * per_step
     steps = run.steps - small_steps
-    est = cfg.overhead_s + run.steps * cfg.step_s + per_step * (
-        small_steps * flops_per_token(small, cfg.data.seq_len)["detailed"] +
-        steps * flops_per_token(run.model, cfg.data.seq_len)["detailed"]) / cfg.flops_per_s
+    est = run_seconds(cfg, run.steps, per_step * (small_steps * flops_per_token(small, cfg.data.seq_len)["detailed"] +
+                                                  steps * flops_per_token(run.model, cfg.data.seq_len)["detailed"]),
+                      run.model)
     return dataclasses.replace(run, run=f"{run.run}-grow-{operator}-{dim}", steps=steps,
                                warmup_steps=min(run.warmup_steps, steps), flops=before + 6.0 * run.n * steps * per_step,
                                est_s=est, operator=entry, growth_steps=small_steps, g=cfg.growth_factor,
@@ -274,8 +284,7 @@ def continued(cfg: LadderConfig, run: PlannedRun, mixes: dict[str, dict[str, flo
             continue
         steps = max(1, round(phase["fraction"] * run.steps))
         tokens = steps * run.batch_size * cfg.data.seq_len
-        est = cfg.overhead_s + steps * cfg.step_s + \
-            tokens * flops_per_token(run.model, cfg.data.seq_len)["detailed"] / cfg.flops_per_s
+        est = run_seconds(cfg, steps, tokens * flops_per_token(run.model, cfg.data.seq_len)["detailed"], run.model)
         out.append(dataclasses.replace(run, run=f"{run.run}-cpt-{name}", mixture=name, weights=dict(phase["mixture"]),
                                        steps=steps, warmup_steps=min(run.warmup_steps, steps), tokens=tokens,
                                        lr=lr * run.lr, schedule=schedule, flops=6.0 * run.n * tokens, est_s=est,

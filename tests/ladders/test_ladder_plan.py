@@ -134,3 +134,17 @@ def test_the_cpt_ladder_config_crosses_shares_rates_and_schedules():
         phases = {(round(r.weights["german"] / sum(r.weights.values()), 6), round(r.lr / base.lr, 6), r.schedule)
                   for r in runs if r.base_run == base.run}
         assert phases == {(share, lr, s) for share in (0.2, 0.4, 0.6, 0.8) for lr in (1.0, 0.3) for s in ("cosine", "wsd")}
+
+
+def test_run_seconds_adds_the_task_evaluations_forward_flops():
+    from ladderlab.ladders.plan import run_seconds
+    from ladderlab.model.config import ModelConfig
+    from ladderlab.model.counts import flops_per_token
+
+    cfg = LadderConfig(data=DataConfig(seq_len=64), evals_per_run=3, flops_per_s=1e9, step_s=0.01, overhead_s=2.0)
+    model = ModelConfig(vocab_size=259, d_model=16, n_layers=2, n_heads=2, d_ff=64)
+    assert run_seconds(cfg, 100, 5e9, model) == pytest.approx(2.0 + 1.0 + 5.0)
+    with_tasks = dataclasses.replace(cfg, data=DataConfig(seq_len=64, tasks=("a_continuation", "b_continuation")))
+    rows = 2 * 100 * 4 * 64  # two tasks x 100 items x 4 choices x min(seq_len, 128) tokens, forward only
+    extra = 3 * rows / 3 * flops_per_token(model, 64)["detailed"] / 1e9
+    assert run_seconds(with_tasks, 100, 5e9, model) == pytest.approx(8.0 + extra)
