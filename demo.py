@@ -51,36 +51,14 @@ def run_demo(cfg: LadderConfig, out: str | Path, *, bootstrap: int = 100, seed: 
     summary = make_report(out, bootstrap=bootstrap, seed=seed, console=console,
                           check=lambda mixing: check_mixture(cfg, mixing, Path(out) / "mixture-check", console))
     summary["seconds"] = {"train": trained, "total": time.perf_counter() - start}
-    note = scale_note(summary["final"], next(iter(cfg.mixtures)), summary["scaling"].get("warnings", []))
-    if note:
-        summary["scaling"]["cpu_scale"] = note
     for section in (summary["scaling"], summary.get("mixture_check", {})):  # the checks again, last on screen
         if "line" in section:
             console.print(section["line"])
-    if note:
-        console.print(f"[yellow]why:[/yellow] {note}")
+    if "why" in summary["scaling"]:
+        console.print(f"[yellow]why:[/yellow] {summary['scaling']['why']}")
     console.print(f"demo finished in {summary['seconds']['total']:.0f} s (ladder {trained:.0f} s); "
                   f"report in {Path(out) / 'report' / 'report.md'}")
     return summary
-
-
-def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> str | None:
-    """Why the scaling law has a parameter at a bound on this ladder, measured on its own runs (None when none is):
-    each size's loss drop per doubling of D between successive multiples. The additive law gives every size the same
-    drop at the same D, shrinking as D grows; runs whose drops do not follow that cannot identify E."""
-    bound = [w.split()[1] for w in warnings if "at its bound" in w]
-    rows = [r for r in final if r["mixture"] == main and r.get("operator", "scratch") == "scratch" and not r.get("base_run")]
-    if not bound or not rows:
-        return None
-    drops = {}
-    for n in sorted({r["N"] for r in rows}):
-        runs = sorted((r["D"], r["loss"]) for r in rows if r["N"] == n)
-        drops[n] = [(f"{d0:.3g}", (l0 - l1) / np.log2(d1 / d0)) for (d0, l0), (d1, l1) in zip(runs, runs[1:])]
-    per_size = "; ".join(f"N={n:,.0f}: " + ", ".join(f"{v:.3f} from D={d}" for d, v in ds) for n, ds in drops.items() if ds)
-    return (f"{', '.join(bound)} at {'its bound' if len(bound) == 1 else 'their bounds'} because the runs' loss drop "
-            f"per doubling of D depends on N ({per_size}), while L = E + A/N^alpha + B/D^beta gives every size the "
-            "same drop at the same D, and a smaller drop at a larger D. Sizes small enough for a 15-minute CPU demo "
-            "are still in that regime; a ladder whose law is identified needs larger sizes (an accelerator).")
 
 
 def check_mixture(cfg: LadderConfig, mixing: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:

@@ -28,6 +28,7 @@ POS, NUM = "positive", "finite"  # a rate, time or count / any finite number (a 
 PEER = "peer "  # prefix: measured on the peer, so null when "baseline" is "skipped"
 TIMEOUT_S = 600
 WORKERS = 2  # benchmarks run two at a time: a smoke run is mostly XLA compiling, on one thread
+SLOWEST = ("cpt_ladder", "wsd_vs_cosine")  # started first, so they overlap each other rather than end the run alone
 
 # benchmark -> {key in its JSON (a.b: key b inside a; 0: the first list item): what its value must be}
 KEYS: dict[str, dict[str, str]] = {
@@ -184,6 +185,7 @@ def main() -> int:
     ap.add_argument("--no-peers", action="store_true", help=f"set ${NO_PEERS}: every peer counts as not installed")
     args = ap.parse_args()
     names = args.names or sorted(p.stem for p in HERE.glob("*.py") if p.stem not in NOT_BENCHMARKS)
+    names.sort(key=lambda name: name not in SLOWEST)
     # Smoke timings mean nothing, so XLA may skip most optimisations (halves compile time).
     env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **({NO_PEERS: "1"} if args.no_peers else {})}
     failed = 0

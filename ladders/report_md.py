@@ -29,7 +29,7 @@ def markdown(s: dict[str, Any]) -> str:
             iv = ("fixed" if k in fit["fixed"] else "-" if lo_hi is None
                   else f"[{fmt(lo_hi[0])}, {fmt(lo_hi[1])}]")
             lines.append(f"| {k} | {fmt(v)} | {iv} |")
-        lines += ["", sc["quality"], "", sc["line"]]
+        lines += ["", sc["quality"], "", sc["line"]] + (["", f"Why: {sc['why']}"] if "why" in sc else [])
     else:
         lines.append(sc.get("skipped", ""))
     lines += _warnings_md(sc)

@@ -96,7 +96,7 @@ def test_demo_reports_held_out_check_and_trains_the_best_mixture(tmp_path, capsy
 
 
 def test_scale_note_gives_each_sizes_measured_drop_per_doubling_only_when_a_parameter_is_at_a_bound():
-    from ladderlab.demo import scale_note
+    from ladderlab.ladders.report import scale_note
 
     final = [{"mixture": "equal", "N": n, "D": d, "loss": loss} for n, d, loss in
              [(1e3, 1e5, 3.0), (1e3, 2e5, 2.9), (1e3, 8e5, 2.7), (4e3, 4e5, 2.8), (4e3, 8e5, 2.5)]]
