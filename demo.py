@@ -21,7 +21,7 @@ from rich.console import Console
 
 from ladderlab.ladders.config import LadderConfig
 from ladderlab.ladders.plan import models
-from ladderlab.ladders.report import inside, make_report, verdict
+from ladderlab.ladders.report import final_rows, inside, make_report, verdict
 from ladderlab.ladders.runner import run_ladder
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -73,8 +73,8 @@ def check_mixture(cfg: LadderConfig, mixing: dict[str, Any], out: Path, console:
         shapes={label: (model.d_model, model.n_layers, model.n_heads, model.d_ff)}, mixture_grid="full",
         mixtures={"best": {d: round(v, 4) for d, v in mixing["ratios"].items()}, main: cfg.mixtures[main]})
     table = run_ladder(check, out, console=console)
-    last = {run: i for i, run in enumerate(table["run"])}  # each run's final row
-    loss = {m: np.array([table["loss"][i] for run, i in last.items() if table["mixture"][i] == m]) for m in ("best", main)}
+    final = final_rows(table)
+    loss = {m: np.array([r["loss"] for r in final if r["mixture"] == m], float) for m in ("best", main)}
     actual, base = float(loss["best"].mean()), float(loss[main].mean())
     p = float(stats.ttest_ind(loss["best"], loss[main], equal_var=False, alternative="less").pvalue)
     error = 100 * (mixing["loss"] - actual) / actual

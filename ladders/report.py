@@ -105,11 +105,12 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
 
 
 def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> str | None:
-    """Why the scaling law has a parameter at a bound on a ladder, measured on its own runs (None when none is):
+    """Why the scaling law has a parameter at a bound on a ladder, measured on its own runs (`final`: the runs
+    without variants, as `make_report` passes them; None when no parameter is at a bound):
     each size's loss drop per doubling of D between successive multiples. The additive law gives every size the same
     drop at the same D, shrinking as D grows; runs whose drops do not follow that cannot identify E."""
     bound = [w.split()[1] for w in warnings if "at its bound" in w]
-    rows = [r for r in final if r["mixture"] == main and r.get("operator", "scratch") == "scratch" and not r.get("base_run")]
+    rows = [r for r in final if r["mixture"] == main]
     if not bound or not rows:
         return None
     drops = {}
