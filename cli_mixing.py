@@ -66,11 +66,16 @@ def add_parsers(sub: Any, laws: Any, what: Any) -> None:
                    help="bootstrap refits over runs (joint) or error draws (nested) for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", required=True, metavar="LAW", help="write the fitted law as JSON")
-    p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs")
-    p.add_argument("--csv", "--runs", dest="csv", required=True, metavar="CSV", help="one row per CPT run")
+    p = laws.add_parser("cmr", help="critical mixture ratio of continual pre-training runs (or of a `fit cpt` law)")
+    p.add_argument("--csv", "--runs", dest="csv", metavar="CSV", help="one row per CPT run (required without --law)")
     for flag, what_col in (("--ratio", "domain-ratio"), ("--tokens", "CPT-tokens"), ("--general", "general-loss"),
                            ("--base", "pre-CPT general-loss")):
-        p.add_argument(flag, required=True, help=f"{what_col} column")
+        p.add_argument(flag, help=f"{what_col} column (required without --law)")
+    p.add_argument("--law", dest="cpt_law", metavar="CPT.json",  # dest: `fit` keeps its subcommand in `law`
+                   help="derive the CMR from this `fit cpt --json` law instead of fitting runs (needs --at-tokens; the "
+                        "change is measured from the size's measured pre-CPT loss when the law stored one)")
+    p.add_argument("--schedule", metavar="SPEC", help="with --law: the CPT phase's schedule without steps= (they "
+                                                        "come from --at-tokens); default constant at the fitted CPT peak")
     p.add_argument("--domain", help="domain-loss column (fits the domain law per size)")
     p.add_argument("--size", help="model-size column (fits how CMR moves with N)")
     p.add_argument("--run", metavar="COL", help="run-id column: the bootstrap resamples whole runs (default: rows "
@@ -168,6 +173,15 @@ def fit_cmr(args: argparse.Namespace) -> None:
     from ladderlab.scaling.tables.columns import read_columns
 
     console = make_console()
+    if args.cpt_law:
+        _cmr_from_law(args, console)
+        return
+    missing = [f for f, v in (("--csv", args.csv), ("--ratio", args.ratio), ("--tokens", args.tokens),
+                              ("--general", args.general), ("--base", args.base)) if not v]
+    if missing:
+        raise LadderlabError(f"fit cmr: give {', '.join(missing)} (or --law CPT.json)")
+    if args.schedule:
+        raise LadderlabError("fit cmr: --schedule goes with --law CPT.json (fitted runs have their own schedule)")
     names = [args.ratio, args.tokens, args.general, args.base, *filter(None, [args.domain, args.size])]
     cols = read_columns(args.csv, names, text=[args.run] if args.run else [])
     res = critical_mixture_ratio(
@@ -178,6 +192,33 @@ def fit_cmr(args: argparse.Namespace) -> None:
     write_json(args.json, res.to_json())
     if args.plot:
         plot_cmr(res, args.plot)
+
+
+def _cpt_document(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict) or doc.get("kind") != "cpt":
+        raise TypeError("not a `fit cpt --json` document")
+    return doc
+
+
+def _cmr_from_law(args: argparse.Namespace, console: Any) -> None:
+    """`fit cmr --law CPT.json`: the CMR a fitted CPT law derives for a CPT phase of --at-tokens at --at-size."""
+    from ladderlab.scaling.laws.cpt import cpt_phase
+    from ladderlab.scaling.mixing.cmr import cmr_from_cpt_document
+    from ladderlab.scaling.tables.columns import read_json
+
+    doc = read_json(args.cpt_law, "`fit cpt` law", _cpt_document)
+    if args.at_tokens is None:
+        raise LadderlabError("fit cmr --law: give --at-tokens, the CPT phase's length in tokens")
+    res = cmr_from_cpt_document(doc, args.tolerance, cpt_phase(doc, args.at_tokens, args.schedule), args.at_size)
+    res["tokens"] = args.at_tokens
+    base = res["base"]
+    console.print(f"CMR at tolerance {args.tolerance:g}, {args.at_tokens:.4g} CPT tokens ({res['steps']} steps), "
+                  f"N = {res['size']:.4g} ({res['form']} law of {args.cpt_law}): {res['ratio']:.3f} "
+                  f"[{res['interval'][0]:.3f}, {res['interval'][1]:.3f}]; the general loss's change is taken from "
+                  + (f"the measured pre-CPT loss {base['loss']:.4f} (from the law's own, {base['law']:.4f}: CMR "
+                     f"{res['ratio_from_law_base']:.3f})" if base["source"] == "measured" else
+                     f"the law's own pre-CPT loss {base['law']:.4f} (no measured one stored)"))
+    write_json(args.json, res)
 
 
 def fit_mixture_scaling(args: argparse.Namespace) -> None:

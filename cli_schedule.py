@@ -54,6 +54,9 @@ def add_parsers(laws: Any, what: Any) -> None:
     _curve_args(p, "the general (pre-training data)")
     p.add_argument("--ratio", required=True, metavar="COL", help="the CPT phases' domain-share column")
     p.add_argument("--domain-loss", metavar="COL", help="also fit the law to this CPT-domain loss column")
+    p.add_argument("--jump", choices=["auto", "yes", "no"], default="auto",
+                   help="the step J at the CPT start: auto (default) keeps it when it predicts CPT runs left out of "
+                        "the fit better")
     p = what.add_parser("curve", help="the loss along a learning-rate schedule from a `fit annealing` or `fit cpt` law")
     p.add_argument("--law", required=True, metavar="JSON", help="written by `fit annealing --json` or `fit cpt --json`")
     p.add_argument("--schedule", required=True, action="append", metavar="SPEC|CSV",
@@ -118,19 +121,27 @@ def fit_annealing(args: argparse.Namespace) -> None:
 def fit_cpt(args: argparse.Namespace) -> None:
     """`fit cpt`: the CPT law on pre-training and CPT curves (general loss, optionally a domain loss)."""
     from ladderlab.console import make_console
-    from ladderlab.scaling.laws.cpt import cpt_document, fit_cpt as fit_law
+    from ladderlab.scaling.laws.cpt import cpt_document, fit_cpt_forms as fit_law
     from ladderlab.scaling.report import print_fit
 
     console = make_console()
+    jump = {"auto": None, "yes": True, "no": False}[args.jump]
     curves = _curves(args, args.runs, args.loss, args.ratio)
-    general = fit_law(curves, args.lam, None, args.min_step, args.bootstrap, args.seed)
+    general, held_out = fit_law(curves, args.lam, None, args.min_step, args.bootstrap, args.seed, jump)
     print_fit(general, f"CPT law ({args.loss}) fitted to {len(curves)} runs of {args.runs}", console)
+    if held_out:
+        console.print("held-out RMSE over CPT runs: " + ", ".join(f"{f} {e:.4g}" for f, e in held_out.items())
+                      + f"; kept {'cpt+jump' if general.law.jump else 'cpt'}")
     domain = None
     if args.domain_loss:
         domain = fit_law(_curves(args, args.runs, args.domain_loss, args.ratio), args.lam, None, args.min_step,
-                         args.bootstrap, args.seed)
+                         args.bootstrap, args.seed, jump)[0]
         print_fit(domain, f"CPT law ({args.domain_loss}) fitted to the same runs", console)
-    write_json(args.json, cpt_document(general, domain, curves))
+    doc = cpt_document(general, domain, curves, held_out)
+    if doc["base_losses"]:
+        console.print("measured pre-CPT loss (the pre-training runs' last): "
+                      + ", ".join(f"N = {n}: {v:.4f}" for n, v in doc["base_losses"].items()))
+    write_json(args.json, doc)
     if args.plot:
         _plot_fit(general, curves, args, "cpt")
 
@@ -207,20 +218,14 @@ def predict_cpt_loss(args: argparse.Namespace) -> None:
     """`predict cpt-loss`: general (and domain) loss with 90% interval at a domain share and CPT length."""
     from ladderlab.console import make_console
     from ladderlab.scaling.laws import cpt
-    from ladderlab.scaling.laws.schedules import schedule_from_spec
     from ladderlab.scaling.mixing.cmr import predict_cpt_loss as from_cmr
 
     doc = _read_doc(args.law)
     if not 0 <= args.ratio <= 1:
         raise LadderlabError(f"--ratio {args.ratio:g}: a domain share must be in [0, 1]")
     if doc.get("kind") == "cpt":
-        per_step = doc.get("tokens_per_step")
-        if not per_step:
-            raise LadderlabError(f"{args.law}: no CPT runs' tokens per step stored; cannot turn --tokens into steps")
-        steps = max(1, int(round(args.tokens / per_step)))
-        spec = args.schedule or f"constant:peak={doc['cpt_peak_lr']}"
-        lr = schedule_from_spec(f"{spec},steps={steps}" if ":" in spec else f"{spec}:steps={steps}")
-        out = cpt.cpt_loss(doc, args.ratio, lr, args.size) | {"tokens": args.tokens}
+        out = cpt.cpt_loss(doc, args.ratio, cpt.cpt_phase(doc, args.tokens, args.schedule), args.size)
+        out["tokens"] = args.tokens
     elif "general_laws" in doc:
         if args.schedule:
             raise LadderlabError("--schedule needs a `fit cpt` law; a `fit cmr` law assumes the fitted runs' schedule")
@@ -229,6 +234,8 @@ def predict_cpt_loss(args: argparse.Namespace) -> None:
         raise LadderlabError(f"{args.law}: neither a `fit cmr --json` nor a `fit cpt --json` document")
     g, d = out["general"], out["domain"]
     line = f"general loss {g['loss']:.4f} [{g['lo']:.4f}, {g['hi']:.4f}]"
+    if "change" in g:
+        line += f" ({g['change']:+.4f} from the {out['base']['source']} pre-CPT loss {out['base']['loss']:.4f})"
     if d is not None:
         line += f", domain loss {d['loss']:.4f} [{d['lo']:.4f}, {d['hi']:.4f}]"
     make_console().print(f"CPT at share {args.ratio:g}, {args.tokens:.4g} tokens, N = {out['size']:.4g} "

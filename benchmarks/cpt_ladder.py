@@ -4,7 +4,10 @@ final-loss error and mean absolute error along its CPT curve. Then the CMR (tole
 phases' end, largest size, the peak-rate cosine phase) the law fitted on every phase derives, from its own
 pre-CPT loss and from the measured one (with both, and the law's change per trained share), against the CMR the
 trained phases show (the largest trained share whose general loss ends no higher than before CPT, and the next).
-The ladder trains under --out, resumably. JSON to stdout (and --json OUT). --smoke: 2 tiny sizes on the quick corpus.
+All of it for both forms of the law (scaling.laws.cpt.FORMS: without and with the restart step J), and the form
+`fit_cpt_forms` keeps by held-out error over CPT runs. The domain share of each phase is runs.csv's
+`share/<domain>` column. The ladder trains under --out, resumably. JSON to stdout (and --json OUT). --smoke: 2 tiny
+sizes on the quick corpus, one momentum.
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ import numpy as np
 from rich.console import Console
 
 from ladderlab.config import load_config
+from ladderlab.errors import LadderlabError
 from ladderlab.ladders.config import LadderConfig
-from ladderlab.ladders.plan import plan
 from ladderlab.ladders.runner import run_ladder
 from ladderlab.scaling.laws.annealing import dense_schedule
-from ladderlab.scaling.laws.cpt import base_loss, curve_inputs, fit_cpt, predict_cpt
+from ladderlab.scaling.laws.cpt import FORMS, base_loss, curve_inputs, fit_cpt, fit_cpt_forms, predict_cpt
 from ladderlab.scaling.mixing.cmr import cmr_from_cpt_law
 from ladderlab.scaling.tables.curves import Curve, curves_from_runs
-from ladderlab.scaling.tables.runs import Runs
 
 from common import emit, parse  # benchmarks/common.py
 
@@ -39,12 +41,6 @@ SMOKE_PHASES = {f"de{round(r * 100)}-lr{lr:g}-{s}": {
 SMOKE_SETS = [*TINY_SETS, 'DataConfig.corpus = "quick"', "LadderConfig.sizes = (3e3, 1.25e4)",
               'LadderConfig.mixtures = {"equal": {"code": 1.0, "docs": 1.0}}', f"LadderConfig.cpt = {SMOKE_PHASES!r}"]
 HOLD_OUT = {"share": r"-de{share}-", "peak rate": r"-lr0\.3-", "schedule": r"-wsd$"}
-
-
-def with_share(runs: Runs, cfg: LadderConfig, domain: str) -> Runs:
-    """The runs table with column `share`: each CPT phase's share of `domain` (0 for the base runs)."""
-    share = {r.run: r.weights.get(domain, 0.0) / sum(r.weights.values()) if r.base_run else 0.0 for r in plan(cfg)}
-    return Runs({**runs.cols, "share": np.array([share[r] for r in runs["run"]])}, runs.source)
 
 
 def errors(fitted, curve: Curve) -> dict[str, float]:
@@ -69,20 +65,20 @@ def observed_cmr(curves: list[Curve], base_final: dict[str, float], size: float,
     return {"changes": rows, "cmr_at_least": ok, "cmr_below": None}
 
 
-def measure(cfg: LadderConfig, out: Path, general: str, domain: str, held_share: float) -> dict:
-    runs = with_share(run_ladder(cfg, out, console=Console(file=io.StringIO())), cfg, domain)
-    curves = curves_from_runs(runs, general, "share")
-    doc: dict = {"runs": len(curves), "phases": sum(1 for c in curves if c.start)}
+def form_report(curves: list[Curve], jump: bool, held_share: float, lam: float | None) -> dict:
+    """Held-out errors of the three designs and the CMR at the largest size, for one form of the law."""
+    doc: dict = {}
     for what, pattern in HOLD_OUT.items():
         pattern = re.compile(pattern.format(share=round(held_share * 100)))
         held = [c for c in curves if c.start and pattern.search(c.run)]
-        fitted = fit_cpt([c for c in curves if c not in held])
+        fitted = fit_cpt([c for c in curves if c not in held], lam, jump=jump)
         per_run = {c.run: errors(fitted, c) for c in held}
         doc[f"held_out_{what.replace(' ', '_')}"] = {
             "fit_runs": len(curves) - len(held), "runs": per_run,
             "mean_abs_final_error_pct": float(np.mean([abs(e["final_error_pct"]) for e in per_run.values()])),
+            "max_abs_final_error_pct": float(np.max([abs(e["final_error_pct"]) for e in per_run.values()])),
             "mean_curve_mape_pct": float(np.mean([e["curve_mape_pct"] for e in per_run.values()]))}
-    fitted = fit_cpt(curves)
+    fitted = fit_cpt(curves, lam, jump=jump)
     size = max(c.n for c in curves)
     phase = next(c for c in curves if c.n == size and c.start and c.run.endswith("-lr1-cosine"))
     lr = dense_schedule(phase.lr_steps, phase.lr)
@@ -100,6 +96,19 @@ def measure(cfg: LadderConfig, out: Path, general: str, domain: str, held_share:
     return doc
 
 
+def measure(cfg: LadderConfig, out: Path, general: str, domain: str, held_share: float, lam: float | None) -> dict:
+    runs = run_ladder(cfg, out, console=Console(file=io.StringIO()))
+    if f"share/{domain}" not in runs.cols:
+        raise LadderlabError(f"{runs.source}: no share/{domain} column (every mixture of the ladder must name its "
+                             f"domains, and --domain be one of them)")
+    curves = curves_from_runs(runs, general, f"share/{domain}")
+    doc: dict = {"runs": len(curves), "phases": sum(1 for c in curves if c.start)}
+    doc["forms"] = {form: form_report(curves, jump, held_share, lam) for form, jump in FORMS.items()}
+    chosen, doc["held_out_rmse"] = fit_cpt_forms(curves, lam)
+    doc["form"] = "cpt+jump" if chosen.law.jump else "cpt"
+    return doc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "ladder_cpt.gin"), help="the CPT ladder")
@@ -108,12 +117,13 @@ def main() -> None:
     parser.add_argument("--general", default="val/prose", help="the general loss column (a pre-training domain)")
     parser.add_argument("--domain", default="german", help="the CPT domain whose share the phases vary")
     parser.add_argument("--held-share", type=float, default=0.6, help="the domain share held out of one fit")
+    parser.add_argument("--lam", type=float, help="the momentum of the annealing area (default: profiled)")
     parser.add_argument("--out", help="the ladder's results folder (default: a temporary one)")
-    args = parse(parser, smoke=dict(set=SMOKE_SETS, general="val/code"))
+    args = parse(parser, smoke=dict(set=SMOKE_SETS, general="val/code", lam=0.999))
     cfg = load_config(LadderConfig, args.config, [*TINY_SETS, *args.set] if args.tiny else args.set)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        doc = measure(cfg, Path(args.out or tmp), args.general, args.domain, args.held_share)
+        doc = measure(cfg, Path(args.out or tmp), args.general, args.domain, args.held_share, args.lam)
     emit({**doc, "runtime_s": time.perf_counter() - start}, args.json)
 
 

@@ -102,10 +102,11 @@ KEYS: dict[str, dict[str, str]] = {
         "per_size.coverage_90": NUM,
     },
     "cpt_ladder": {
-        "runtime_s": POS, "runs": POS, "phases": POS, "held_out_share.mean_abs_final_error_pct": POS,
-        "held_out_peak_rate.mean_abs_final_error_pct": POS, "held_out_schedule.mean_abs_final_error_pct": POS,
-        "held_out_schedule.mean_curve_mape_pct": POS, "cmr.law": NUM, "cmr.law_from_measured_base": NUM,
-        "cmr.observed.cmr_at_least": NUM,
+        "runtime_s": POS, "runs": POS, "phases": POS, "held_out_rmse.cpt": POS, "held_out_rmse.cpt+jump": POS,
+        **{f"forms.{form}.{key}": kind for form in ("cpt", "cpt+jump") for key, kind in (
+            ("held_out_share.mean_abs_final_error_pct", POS), ("held_out_peak_rate.mean_abs_final_error_pct", POS),
+            ("held_out_schedule.mean_abs_final_error_pct", POS), ("held_out_schedule.mean_curve_mape_pct", POS),
+            ("cmr.law", NUM), ("cmr.law_from_measured_base", NUM), ("cmr.observed.cmr_at_least", NUM))},
     },
     "wsd_vs_cosine": {
         "runtime_s": POS, "wsd.flops": POS, "cosine.flops": POS, "flops_ratio_wsd_to_cosine": POS, "wsd.seconds": POS,

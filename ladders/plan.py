@@ -62,7 +62,7 @@ class PlannedRun:
                 "warmup": self.warmup_steps, "est_s": self.est_s, "operator": self.operator,
                 "growth_steps": self.growth_steps, "g": self.g, "param_ratio": self.param_ratio, "base_run": self.base_run,
                 "tokens_before": self.tokens_before, "flops_before": self.flops_before, "branch_of": self.branch_of,
-                "branch_step": self.branch_step, "schedule": self.schedule}
+                "branch_step": self.branch_step, "schedule": self.schedule, "weights": dict(self.weights)}
 
 
 def size_label(n: float) -> str:

@@ -42,6 +42,13 @@ def read_metrics(path: AnyPath) -> tuple[dict[int, dict], dict[int, dict]]:
     return train, evals
 
 
+def shares(plan_row: dict[str, Any], domains: Sequence[str]) -> dict[str, float]:
+    """A run's `share/<domain>` columns: its training share of each of `domains` (a CPT phase's: its own
+    mixture's), from its plan row's weights."""
+    weights = plan_row["weights"]
+    return {f"share/{d}": weights.get(d, 0.0) / sum(weights.values()) for d in domains}
+
+
 class LadderStore:
     """The results folder of one ladder."""
 
@@ -127,8 +134,14 @@ class LadderStore:
         return doc
 
     def table(self) -> Runs | None:
-        """The runs table of every finished run, in plan order (None if none has finished)."""
-        rows = [row for r in self.meta()["plan"] for row in (self.result(r["run"]) or {}).get("rows", [])]
+        """The runs table of every finished run, in plan order, with its `share/<domain>` columns when every run's
+        mixture names its domains (None if none has finished)."""
+        plan = self.meta()["plan"]  # share columns only when every run names its mixture's domains (none if a
+        # mixture is {}, every corpus domain equally, or the plan predates plan rows' weights): never a blank cell
+        named = all(r.get("weights") for r in plan)
+        domains = sorted({d for r in plan for d in r["weights"]}) if named else []
+        rows = [{**row, **(shares(r, domains) if domains else {})} for r in plan
+                for row in (self.result(r["run"]) or {}).get("rows", [])]
         if not rows:
             return None
         names = list(dict.fromkeys(k for row in rows for k in row))

@@ -23,8 +23,9 @@ import numpy as np
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.api import fit
 from ladderlab.scaling.engine.bootstrap import bootstrap as run_bootstrap
-from ladderlab.scaling.engine.law import Data, FittedLaw, Law, Param, fit_law, percentile_interval
-from ladderlab.scaling.laws.cpt import cpt_areas
+from ladderlab.scaling.engine.held_out import held_out_rmse
+from ladderlab.scaling.engine.law import Data, FittedLaw, Law, Param, percentile_interval
+from ladderlab.scaling.laws.cpt import cpt_areas, load_cpt_law, pre_cpt_loss, pt_schedule
 
 SCALE = 1e9  # T and N enter as T/1e9 and N/1e9 so the fitted coefficients are O(1)
 SHARES = np.linspace(0.0, 1.0, 2001)  # the shares the CMR search walks up
@@ -192,25 +193,6 @@ def run_ids(ratio: np.ndarray, size: np.ndarray, runs: Any = None) -> np.ndarray
     return np.array([f"{r:.12g}@{n:.6g}" for r, n in zip(ratio, size)])
 
 
-def held_out_rmse(law: Law, x: Data, y: np.ndarray, groups: np.ndarray, fixed: Mapping[str, float] | None,
-                  seed: int = 0, folds: int = 5) -> float:
-    """RMSE of predictions for runs left out of the fit: one fold per run up to `folds` runs, else `folds` folds."""
-    keys = np.unique(groups)
-    if len(keys) < 3:
-        return float("nan")
-    fold_of = dict(zip(keys, np.random.default_rng(seed).permutation(len(keys)) % min(folds, len(keys))))
-    fold = np.array([fold_of[g] for g in groups])
-    err = np.empty_like(y)
-    for k in np.unique(fold):
-        out = fold == k
-        try:
-            fitted = fit_law(law, {c: v[~out] for c, v in x.items()}, y[~out], fixed, n_refine=4)
-        except (LadderlabError, ValueError):
-            return float("inf")
-        err[out] = fitted.predict(**{c: v[out] for c, v in x.items()}) - y[out]
-    return float(np.sqrt(np.mean(err**2)))
-
-
 def _choose(forms: Mapping[str, type], form: str, x: Data, y: np.ndarray, groups: np.ndarray,
             fixed: Mapping[str, float] | None, seed: int) -> tuple[str, dict[str, float]]:
     if form != "auto":
@@ -366,3 +348,20 @@ def cmr_from_cpt_law(fitted: FittedLaw, pt_lr: Any, cpt_lr: Any, tolerance: floa
     ok = np.isfinite(fitted.boot_BxP).all(axis=1)
     lo, hi = percentile_interval(cmr(fitted.boot_BxP[ok]), level)
     return value, (float(lo), float(hi))
+
+
+def cmr_from_cpt_document(doc: Mapping[str, Any], tolerance: float, cpt_lr: Any, size: float | None = None,
+                          level: float = 0.9) -> dict[str, Any]:
+    """The CMR the general law of a `fit cpt` document (scaling.laws.cpt.cpt_document) gives for the CPT phase
+    cpt_lr at `size` (default: the largest stored), its change measured from the size's measured pre-CPT loss when
+    the document has it (else from the law's own; `base` says which), with its interval; `ratio_from_law_base` is
+    the CMR from the law's own pre-CPT loss, for comparison."""
+    if not np.isfinite(tolerance):
+        raise LadderlabError(f"tolerance {tolerance}: must be a finite change of general loss")
+    fitted = load_cpt_law(dict(doc))
+    pt, n = pt_schedule(dict(doc), size)
+    base = pre_cpt_loss(dict(doc), fitted, pt, n)
+    ratio, interval = cmr_from_cpt_law(fitted, pt, cpt_lr, tolerance, n, level, base["loss"])
+    return {"ratio": ratio, "interval": list(interval), "tolerance": tolerance, "size": n, "steps": len(cpt_lr),
+            "form": doc.get("form", "cpt"), "level": level, "base": base,
+            "ratio_from_law_base": cmr_from_cpt_law(fitted, pt, cpt_lr, tolerance, n, level)[0]}

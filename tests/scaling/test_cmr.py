@@ -176,6 +176,14 @@ def test_cli_fit_cmr_by_run_then_predict_cpt_loss(tmp_path, capsys):
     assert got["general"]["lo"] - 1e-9 <= got["general"]["loss"] <= got["general"]["hi"] + 1e-9
     assert main(["predict", "cpt-loss", "--law", str(law), "--ratio", "1.5", "--tokens", "10B"]) == 2
     assert "--ratio 1.5: a domain share must be in [0, 1]" in capsys.readouterr().err
+    # without --law the runs' columns are required; --law takes only a `fit cpt` law
+    assert main(["fit", "cmr", "--csv", str(tmp_path / "cpt.csv"), "--ratio", "ratio", "--tolerance", "0"]) == 2
+    assert "fit cmr: give --tokens, --general, --base (or --law CPT.json)" in capsys.readouterr().err
+    assert main(["fit", "cmr", "--csv", str(tmp_path / "cpt.csv"), "--ratio", "ratio", "--tokens", "tokens", "--general",
+                 "general", "--base", "base", "--tolerance", "0", "--schedule", "constant:peak=1e-3"]) == 2
+    assert "--schedule goes with --law CPT.json" in capsys.readouterr().err
+    assert main(["fit", "cmr", "--law", str(law), "--tolerance", "0", "--at-tokens", "1B"]) == 2
+    assert "not a `fit cpt` law JSON (TypeError: not a `fit cpt --json` document)" in capsys.readouterr().err
 
 
 def test_domain_loss_that_rises_is_fitted_by_the_cpt_form():
