@@ -3,7 +3,8 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install -q -c requirements.lock
 
-.PHONY: install install-bench test test-unit test-layers test-bench test-seqio test-tpu test-cloud test-latest lock demo bench
+.PHONY: install install-bench test test-unit test-layers test-bench venvs test-seqio test-tpu test-cloud test-latest lock demo \
+	bench
 
 install:
 	$(PIP) -e ".[test]"
@@ -12,9 +13,11 @@ install:
 install-bench:
 	$(PIP) -e ".[test,bench]"
 
-# Every step runs (-k) and prints its summary line; any failure fails the target.
+# Every step runs (-k) and prints its summary line; any failure fails the target. The extras' venvs are built
+# (one after another: each writes the project's egg-info) while the unit tests run, since pip mostly downloads.
 test: install
-	$(MAKE) -k test-unit test-layers test-bench test-seqio test-tpu test-cloud
+	@status=0; $(MAKE) -k -j2 test-unit venvs || status=1; \
+	$(MAKE) -k test-layers test-bench test-seqio test-tpu test-cloud || status=1; exit $$status
 
 # Two pytest-xdist workers: most of a test's time is XLA compiling, one thread each (9 min instead of 12 on 2 cores).
 test-unit:
@@ -28,24 +31,33 @@ test-layers:
 test-bench:
 	$(PYTHON) benchmarks/smoke.py
 
-# The seqio adapter with the optional extra installed, in its own venv so TensorFlow never enters the main one.
-test-seqio:
-	$(PYTHON) -m venv --system-site-packages .venv-seqio
-	.venv-seqio/bin/python -m pip install -q -c requirements.lock -e ".[seqio]"
+# Heavy optional extras are tested in venvs of their own (with the system's site-packages), so TensorFlow, libtpu
+# and the cluster tools never enter the main one: .venv-<name> gets the extras EXTRAS_<name>.
+EXTRAS_seqio = seqio
+EXTRAS_tpu = tpu
+EXTRAS_cloud = gcs,gcs-emulator,wandb,ray
+venvs:
+	$(MAKE) -j1 .venv-seqio/ready .venv-tpu/ready .venv-cloud/ready
+
+.venv-%/ready: pyproject.toml requirements.lock
+	$(PYTHON) -m venv --system-site-packages .venv-$*
+	.venv-$*/bin/python -m pip install -q --no-compile -c requirements.lock -e ".[$(EXTRAS_$*)]"
+	touch $@
+
+# The seqio adapter with the optional extra installed.
+test-seqio: .venv-seqio/ready
 	.venv-seqio/bin/python -m pytest -q tests/data/test_seqio_source.py
 
-# The cluster extras in one venv of their own (like seqio's): gs:// paths with the gcs extra (gcsfs) against a
-# local GCS server (gcp-storage-emulator, started by the tests on 127.0.0.1): a tiny ladder trained, killed, resumed
-# and reported on it; and W&B tracking (the wandb extra), offline: a killed and resumed run is one tracked run.
-test-cloud:
-	$(PYTHON) -m venv --system-site-packages .venv-cloud
-	.venv-cloud/bin/python -m pip install -q -c requirements.lock -e ".[gcs,gcs-emulator,wandb]"
-	.venv-cloud/bin/python -m pytest -q tests/ladders/test_ladder_gcs.py tests/ladders/test_ladder_wandb.py
+# The cluster extras: gs:// paths with the gcs extra (gcsfs) against a local GCS server (gcp-storage-emulator,
+# started by the tests on 127.0.0.1): a tiny ladder trained, killed, resumed and reported on it; W&B tracking (the
+# wandb extra), offline: a killed and resumed run is one tracked run; and `ladder run --executor ray` (the ray
+# extra) on a local Ray cluster: a worker killed mid-run, and a 2-host run with a host killed.
+test-cloud: .venv-cloud/ready
+	.venv-cloud/bin/python -m pytest -q tests/ladders/test_ladder_gcs.py tests/ladders/test_ladder_wandb.py \
+		tests/ladders/test_ladder_ray.py
 
-# Deviceless TPU compiles with the tpu extra (libtpu's compiler, ~0.7 GB unpacked), in its own venv like seqio's.
-test-tpu:
-	$(PYTHON) -m venv --system-site-packages .venv-tpu
-	.venv-tpu/bin/python -m pip install -q -c requirements.lock -e ".[tpu]"
+# Deviceless TPU compiles with the tpu extra (libtpu's compiler, ~0.7 GB unpacked).
+test-tpu: .venv-tpu/ready
 	.venv-tpu/bin/python -m pytest -q -rs tests/ladders/run/test_tpu_compile.py
 
 # The newest release of every dependency, past pyproject.toml's pins and caps, in a throwaway venv (not CI: it says

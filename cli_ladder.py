@@ -37,6 +37,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="the ladder's results folder")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/K",
                    help="take runs I, I+K, I+2K, ... (one process per host group or device group)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: train here; ray: each run (or swarm) a Ray task with the config's ray_resources, "
+                        "retried when its worker dies, results written by this process (the ray extra; --out and "
+                        "the corpus must be reachable from every node, e.g. gs://)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --executor ray: the cluster to join (e.g. auto, or ray://HOST:10001); default: start "
+                        "a local Ray")
     p = steps.add_parser("status", help="progress of a ladder's runs")
     p.add_argument("dir", help="the ladder's results folder")
     p = sub.add_parser("report", help="fit a ladder's laws; write tables, PNG plots and a Markdown summary")
@@ -113,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
     from ladderlab.ladders.runner import run_ladder
 
     console = make_console()
-    table = run_ladder(_ladder_config(args), args.out, shard=args.shard, console=console)
+    table = run_ladder(_ladder_config(args), args.out, shard=args.shard, console=console, executor=args.executor,
+                       address=args.address)
     if table is not None:
         console.print(f"wrote {args.out}/runs.csv: {len(table.run_ids)} runs, {len(table)} rows")
         write_json(args.json, {"rows": len(table), "runs": table.run_ids})

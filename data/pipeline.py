@@ -4,8 +4,10 @@
 arrays of shape [batch_size // process_count, seq_len]: inputs, targets, segment_ids, positions (int32) and
 mask (float32). Each domain's packed rows (see packing.py: shuffled per epoch, repeated forever) go through a
 grain prefetching iterator, then `IterDataset.mix` interleaves rows deterministically in the mixture's
-proportions (a row holds documents of one domain), then rows are batched. Process p takes every
-process_count-th row of each domain, so hosts never see the same row.
+proportions (a row holds documents of one domain), then rows are batched. Every process draws the same global
+batches and keeps its own block of rows of each (process p: rows p x B/P to (p + 1) x B/P - 1), so a run's data,
+and its losses up to the order of float sums, do not depend on how many hosts train it; the price is that each host
+packs the whole batch (a memory copy per row), not only its share.
 
 `eval_batches(cfg, batch_size)` -> {domain: [batch, ...]}: each domain's held-out split, exactly
 `cfg.eval_tokens` scored predictions, padded (mask 0) to full batches. Bits per byte of a domain is
@@ -71,9 +73,13 @@ def train_batches(cfg: DataConfig, batch_size: int, *, process_index: int = 0, p
             tokens = data[name]
             order = shuffled_epochs(len(tokens.train.pairs), seed=_domain_seed(cfg.seed, name))
             rows = grain.MapDataset.source(PackedRows(tokens.train, cfg.seq_len, order))
-            streams[name] = rows[process_index::process_count].to_iter_dataset(options)
+            streams[name] = rows.to_iter_dataset(options)
     mixed = grain.IterDataset.mix(streams, {d: weights[d] for d in streams})
-    return iter(mixed.batch(batch_size // process_count, drop_remainder=True))
+    batches = mixed.batch(batch_size, drop_remainder=True)
+    if process_count > 1:
+        start, rows_per_process = process_index * (batch_size // process_count), batch_size // process_count
+        batches = batches.map(lambda b: {k: v[start:start + rows_per_process] for k, v in b.items()})
+    return iter(batches)
 
 
 def eval_batches(cfg: DataConfig, batch_size: int) -> dict[str, list[dict[str, np.ndarray]]]:

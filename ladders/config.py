@@ -84,6 +84,13 @@ class LadderConfig:
     mesh: tuple[int, int, int] = (1, -1, 1)
     device_groups: int = 1  # split the devices into this many equal groups, each training one run at a time
     progress: bool = False  # per-step progress bars (the runner prints one line per run)
+    # `ladder run --executor ray`: what each run's (or swarm's) task asks of each host ("CPU", "GPU", or a custom
+    # resource such as "TPU"), hosts per run (> 1: one task per host joined by jax.distributed, e.g. a pod slice),
+    # how often a task (or host group) whose worker died is retried, and environment variables for the tasks
+    ray_resources: dict[str, float] = dataclasses.field(default_factory=lambda: {"CPU": 1})
+    ray_hosts: int = 1
+    ray_retries: int = 3
+    ray_env: dict[str, str] = dataclasses.field(default_factory=dict)
     # Weights & Biases tracking of every run (TrainConfig's wandb_* fields; the group is "<name>/<results folder>")
     wandb_project: str = ""  # "" = off
     wandb_entity: str = ""
@@ -99,4 +106,5 @@ class LadderConfig:
 # Fields that change how a ladder runs or is estimated, not its results: a results folder accepts a config
 # that differs from its own only in these.
 NOT_RESULTS = ("progress", "flops_per_s", "step_s", "overhead_s", "mesh", "device_groups", "swarm_chunk", "swarm_shards",
-               "data.cache_dir", "name", "wandb_project", "wandb_entity", "wandb_mode")
+               "data.cache_dir", "name", "wandb_project", "wandb_entity", "wandb_mode", "ray_resources", "ray_hosts",
+               "ray_retries", "ray_env")

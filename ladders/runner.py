@@ -11,6 +11,8 @@ Scale-out uses JAX's own engines: `shard=(i, k)` makes this process take runs i,
 host group of a pod slice, or per device group given with `devices`), all writing to the same folder. Within one
 process, `device_groups=k` splits the devices into k disjoint equal groups and trains k runs at once, one per group,
 from worker threads; the main thread does every store write, so the results equal the sequential runner's.
+Across a cluster, `executor="ray"` makes each unit a Ray task (`ray_executor`): Ray places and retries them, and
+this process, the driver, still does every store write.
 """
 
 from __future__ import annotations
@@ -64,18 +66,29 @@ def use_compile_cache(cfg: LadderConfig) -> None:
 
 
 def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1), devices: Sequence[Any] | None = None,
-               console: Console | None = None) -> Runs | None:
-    """Train every unfinished run of this process's share; return the runs table of all finished runs."""
+               console: Console | None = None, executor: str = "local", address: str | None = None) -> Runs | None:
+    """Train every unfinished run of this process's share; return the runs table of all finished runs.
+    executor: "local" (this process, on `devices` split into `cfg.device_groups`) or "ray" (every unit a Ray task
+    on the cluster at `address`, the one already initialised, or a new local one; `ladders.ray_executor`)."""
     console = console or make_console()
     index, count = shard
     if not 0 <= index < count:
         raise LadderlabError(f"shard={index}/{count}: need 0 <= index < count")
+    if executor not in ("local", "ray"):
+        raise LadderlabError(f"executor={executor!r}: expected 'local' or 'ray'")
+    if executor == "ray":
+        from ladderlab.ladders.ray_executor import check_ray
+
+        check_ray(cfg, shard, devices)
+    elif address:
+        raise LadderlabError(f"address={address!r}: only for executor='ray'")
     runs = plan(cfg)
     check_domains(cfg)
     mine = share(runs, index, count)
-    groups = split_devices(cfg, list(devices) if devices is not None else None, mine)
+    groups = split_devices(cfg, list(devices) if devices is not None else None, mine) if executor == "local" else []
     store = LadderStore.create(out, cfg, runs)
-    use_compile_cache(cfg)
+    if executor == "local":  # a Ray driver trains nothing (its tasks set the cache up where they run)
+        use_compile_cache(cfg)
     k = 0
 
     def record(unit: list[PlannedRun], todo: list[PlannedRun], seconds: float) -> None:
@@ -92,7 +105,12 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
                           f"({doc['seconds']:.1f} s{together if len(unit) > 1 else ''})")
         store.write_table()
 
-    _train_units(cfg, out, store, _units(mine, cfg.swarm), groups, record)
+    if executor == "ray":
+        from ladderlab.ladders.ray_executor import train_on_ray
+
+        train_on_ray(cfg, out, _units(mine, cfg.swarm), record, address)
+    else:
+        _train_units(cfg, out, _units(mine, cfg.swarm), groups, record)
     return store.write_table()
 
 
@@ -128,35 +146,40 @@ def split_devices(cfg: LadderConfig, devices: list[Any] | None, runs: Sequence[P
     return groups
 
 
-def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: list[list[PlannedRun]],
-                 groups: list[list[Any] | None],
+def train_unit(cfg: LadderConfig, out: str | Path, unit: list[PlannedRun],
+               devices: list[Any] | None = None) -> tuple[list[PlannedRun], list[PlannedRun], float]:
+    """Train one unit (a run, a swarm, or a run with its decay branches) of `cfg`'s ladder into `out`: its runs
+    without a result, resuming from their checkpoints. Returns (unit, runs trained, seconds per run). The one
+    training step of every executor: called in this process, in a device group's thread, or in a Ray task."""
+    store = LadderStore(out)
+    todo = [r for r in unit if store.result(r.run) is None]
+    start = time.perf_counter()
+    if unit[0].branch_of and todo:
+        from ladderlab.ladders.variants.wsd import train_branches
+
+        train_branches(train_config(cfg, unit[-1], out),
+                       [(train_config(cfg, r, out), r.branch_step) for r in unit[:-1] if r in todo], devices,
+                       stable_done=unit[-1] not in todo)
+    elif len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
+        from ladderlab.ladders.variants.swarm import train_swarm
+
+        shards = max(k for k in range(1, max(cfg.swarm_shards, 1) + 1) if len(unit) % k == 0)
+        train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices,
+                    chunk=cfg.swarm_chunk or None, member_shards=shards)
+    elif todo:
+        _train_one(cfg, unit[0], out, devices)
+    return unit, todo, (time.perf_counter() - start) / len(unit)
+
+
+def _train_units(cfg: LadderConfig, out: str | Path, units: list[list[PlannedRun]], groups: list[list[Any] | None],
                  record: Callable[[list[PlannedRun], list[PlannedRun], float], None]) -> None:
-    """Train each unit (a run, or a swarm) of unfinished runs and `record` it (unit, runs trained, seconds per run).
-    With one device group: in order, in this thread. With several: each unit in a worker thread on whichever group is
-    free, a CPT phase once its base has finished; `record` runs in this thread as units finish, so store writes never
-    race, and an error cancels the units not yet started."""
-    def train(unit: list[PlannedRun], devices: list[Any] | None) -> tuple[list[PlannedRun], list[PlannedRun], float]:
-        todo = [r for r in unit if store.result(r.run) is None]
-        start = time.perf_counter()
-        if unit[0].branch_of and todo:
-            from ladderlab.ladders.variants.wsd import train_branches
-
-            train_branches(train_config(cfg, unit[-1], out),
-                           [(train_config(cfg, r, out), r.branch_step) for r in unit[:-1] if r in todo], devices,
-                           stable_done=unit[-1] not in todo)
-        elif len(unit) > 1 and todo:  # the whole swarm, so its checkpoints (named by members) stay valid
-            from ladderlab.ladders.variants.swarm import train_swarm
-
-            shards = max(k for k in range(1, max(cfg.swarm_shards, 1) + 1) if len(unit) % k == 0)
-            train_swarm([train_config(cfg, r, out) for r in unit], str(store.root / "swarms" / unit[0].run), devices,
-                        chunk=cfg.swarm_chunk or None, member_shards=shards)
-        elif todo:
-            _train_one(cfg, unit[0], out, devices)
-        return unit, todo, (time.perf_counter() - start) / len(unit)
-
+    """Train each unit of unfinished runs (`train_unit`) and `record` it. With one device group: in order, in this
+    thread. With several: each unit in a worker thread on whichever group is free, a CPT phase once its base has
+    finished; `record` runs in this thread as units finish, so store writes never race, and an error cancels the
+    units not yet started."""
     if len(groups) == 1:
         for unit in units:
-            record(*train(unit, groups[0]))
+            record(*train_unit(cfg, out, unit, groups[0]))
         return
     free: queue.SimpleQueue = queue.SimpleQueue()
     for group in groups:
@@ -168,7 +191,7 @@ def _train_units(cfg: LadderConfig, out: str | Path, store: LadderStore, units: 
             base.result()  # submitted earlier, so already running or done: no deadlock
         devices = free.get()
         try:
-            return train(unit, devices)
+            return train_unit(cfg, out, unit, devices)
         finally:
             free.put(devices)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -120,3 +121,13 @@ def test_demo_and_ladder_plan_print_one_time_estimate(monkeypatch, capsys):
     for gin_file in ("configs/ladder_demo.gin", "configs/ladder_quick.gin"):
         text = open(gin_file).read()
         assert "ladderlab ladder plan" in text and "minute" not in text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="the ray extra is installed here")
+def test_ray_executor_without_the_extra_is_one_line_naming_it(tmp_path, capsys):
+    code = main(["ladder", "run", "configs/ladder_quick.gin", "--out", str(tmp_path / "out"), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "pip install 'ladderlab[ray]'" in err
+    code = main(["ladder", "run", "configs/ladder_quick.gin", "--out", str(tmp_path / "out"), "--address", "auto"])
+    assert code == 2 and "address='auto': only for executor='ray'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
