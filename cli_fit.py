@@ -222,9 +222,8 @@ def predict_loss(args: argparse.Namespace) -> None:
 
 def predict_tasks(args: argparse.Namespace) -> None:
     """`predict tasks`: two-step task laws (loss, then accuracy) fitted on a ladder, predicted at each --target."""
-    from pathlib import Path
-
     from ladderlab.console import make_console
+    from ladderlab.paths import as_path
     from ladderlab.scaling.tables.olmo import MAIN_TASKS, OLMO_N, read_n_table, read_olmo_ladder
     from ladderlab.scaling.tasks import laws as tasks
     from ladderlab.scaling.tasks import report as task_report
@@ -260,7 +259,8 @@ def predict_tasks(args: argparse.Namespace) -> None:
                       f"{e['chain_acc_err_pts']:.2f} pts, single-step {e['single_acc_err_pts']:.2f} pts")
     write_json(args.json, doc)
     if args.plot:
-        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        plots = as_path(args.plot)  # a local folder or an object-store URL (each plot uploaded whole)
+        plots.mkdir(parents=True, exist_ok=True)
         for task, law in laws.laws.items():
             p1, p2 = tasks.step1_points(runs, task, args.last), tasks.step2_points(runs, task, window=args.window)
-            plot_task(law, p1, p2, targets, Path(args.plot) / f"{task}.png")
+            plot_task(law, p1, p2, targets, plots / f"{task}.png")

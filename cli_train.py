@@ -142,16 +142,14 @@ def build_corpus(args: argparse.Namespace) -> None:
 
 
 def train_tokenizer(args: argparse.Namespace) -> None:
-    """`data train-tokenizer`: a SentencePiece BPE tokenizer from a corpus's text."""
-    from pathlib import Path
-
+    """`data train-tokenizer`: a SentencePiece BPE tokenizer from a corpus's text (--out: local or a URL)."""
     from ladderlab.console import make_console
     from ladderlab.data.corpus import resolve_corpus
     from ladderlab.data.summary import tokenizer_texts
     from ladderlab.data.tokenizer import load_tokenizer, train_sentencepiece
 
     corpus = resolve_corpus(args.corpus, args.cache_dir)
-    out = train_sentencepiece(tokenizer_texts(corpus, args.max_bytes), Path(args.out), args.vocab_size)
+    out = train_sentencepiece(tokenizer_texts(corpus, args.max_bytes), args.out, args.vocab_size)
     make_console().print(f"wrote {out} ({load_tokenizer(str(out)).vocab_size} pieces) from {corpus}")
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from ladderlab.errors import LadderlabError
+from ladderlab.paths import AnyPath, as_path, is_url, write_atomic
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -44,13 +44,14 @@ class ByteTokenizer:
 class SentencePieceTokenizer:
     """A SentencePiece model (trained by `train_sentencepiece`, so PAD/BOS/EOS are 0/1/2 and no text is rewritten)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | AnyPath):
+        """path: a local `.model` file or an object-store URL (read whole)."""
         import sentencepiece as spm
 
-        self.path = Path(path)
+        self.path = as_path(path)
         if not self.path.is_file():
             raise LadderlabError(f"tokenizer model not found: {self.path} (train one with `ladderlab data train-tokenizer`)")
-        self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        self._sp = spm.SentencePieceProcessor(model_proto=self.path.read_bytes())
         if (self._sp.pad_id(), self._sp.bos_id(), self._sp.eos_id()) != (PAD, BOS, EOS):
             raise LadderlabError(f"{self.path}: pad/bos/eos ids must be 0/1/2 (train with `ladderlab data train-tokenizer`)")
         self.name = self.path.name
@@ -84,20 +85,22 @@ def load_tokenizer(name: str) -> Tokenizer:
     return ByteTokenizer() if name == "byte" else SentencePieceTokenizer(name)
 
 
-def train_sentencepiece(texts: Iterable[str], out: str | Path, vocab_size: int) -> Path:
-    """Train a BPE SentencePiece model on `texts`, write `out` (.model); byte fallback, so no text is unknown.
+def train_sentencepiece(texts: Iterable[str], out: str | AnyPath, vocab_size: int) -> AnyPath:
+    """Train a BPE SentencePiece model on `texts`, write `out` (.model, local or an object-store URL, atomically:
+    `paths.write_atomic`); byte fallback, so no text is unknown.
 
     Text is taken as it is (identity normalisation, no dummy prefix), so pieces' bytes add up to the text's.
     Documents are fed in chunks of whole lines (newlines included), as SentencePiece skips very long inputs.
     """
     import sentencepiece as spm
 
-    out = Path(out)
+    out = as_path(out)
     if out.suffix != ".model":
         raise LadderlabError(f"{out}: the tokenizer file must end in .model")
     if vocab_size < 260 + 3:
         raise LadderlabError(f"vocab_size={vocab_size}: must be at least 263 (256 byte pieces + specials + merges)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not is_url(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -108,7 +111,7 @@ def train_sentencepiece(texts: Iterable[str], out: str | Path, vocab_size: int) 
             hard_vocab_limit=False)
     except RuntimeError as e:
         raise LadderlabError(f"{out}: SentencePiece training failed: {str(e).splitlines()[0]}") from e
-    out.write_bytes(model.getvalue())
+    write_atomic(out, model.getvalue())
     return out
 
 

@@ -52,12 +52,13 @@ class TrainConfig:
     init_from: str = ""
     allow_schedule_change: bool = False  # a resumed run may change SCHEDULE's fields (it says which)
     # Weights & Biases tracking beside metrics.jsonl and TensorBoard (the wandb extra; `tracking`): the project
-    # ("" = off), entity ("" = the account's default), group (a ladder's runs: "<ladder name>/<results folder>")
-    # and mode ("online", "offline", "disabled"; "" = WANDB_MODE, else online)
+    # ("" = off), entity ("" = the account's default), group (a ladder's runs: "<ladder name>/<results folder>"),
+    # mode ("online", "offline", "disabled"; "" = WANDB_MODE, else online) and the run's name ("" = run_dir's name)
     wandb_project: str = ""
     wandb_entity: str = ""
     wandb_group: str = ""
     wandb_mode: Literal["", "online", "offline", "disabled"] = ""
+    wandb_name: str = ""
 
 
 # The fields a resumed run may change without changing what it trains (dotted names), and why; any other field must
@@ -75,7 +76,8 @@ RESUME_FREE: dict[str, str] = {
     **dict.fromkeys(("data.train_tokens", "data.max_epochs", "data.on_overrepeat"),
                     "the data-repetition check only, not the batches"),
     "allow_schedule_change": "the switch itself",
-    **dict.fromkeys(("wandb_project", "wandb_entity", "wandb_group", "wandb_mode"), "where metrics are tracked"),
+    **dict.fromkeys(("wandb_project", "wandb_entity", "wandb_group", "wandb_mode", "wandb_name"),
+                    "where metrics are tracked"),
 }
 SCHEDULE = ("steps", "lr", "schedule", "warmup_steps", "min_lr_ratio", "decay_fraction")
 

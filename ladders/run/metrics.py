@@ -6,11 +6,14 @@ step), `loss_tokens` (targets the step's loss counted) and `tok_s`. A run resume
 the lines and event records of steps after S, so each step appears once; a fresh start drops them all.
 A run folder on an object store (gs://...) is staged: the files are written on local disk and uploaded whole by
 `sync` (the loop calls it before each checkpoint, and `close` at the end), so a checkpoint never has fewer lines.
+The stage's place is fixed by the run folder's URL (`stage_root`), so a stage left by a killed process is removed
+when that run starts again: kills leave at most one stale stage per run, never one per kill.
 A run whose config names a `wandb_project` also logs every row to Weights & Biases (`tracking.WandbRun`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import struct
@@ -98,9 +101,19 @@ class RunLog:
                 shutil.rmtree(self.folder.parent)
 
 
+def stage_root(run_dir: AnyPath) -> Path:
+    """Where the run folder `run_dir` (a URL) is staged: ladderlab-run-<hash of the URL> in the temp folder."""
+    return Path(tempfile.gettempdir()) / f"ladderlab-run-{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}"
+
+
 def _stage(run_dir: AnyPath) -> Path:
-    """A local folder (named like `run_dir`) holding copies of `run_dir`'s metrics.jsonl and TensorBoard events."""
-    folder = Path(tempfile.mkdtemp(prefix="ladderlab-run-")) / run_dir.name
+    """A local folder (named like `run_dir`, in `stage_root`) holding copies of `run_dir`'s metrics.jsonl and
+    TensorBoard events; what a killed process left there is removed first (the store holds what was synced, and
+    one process writes a run folder at a time)."""
+    root = stage_root(run_dir)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(mode=0o700)
+    folder = root / run_dir.name
     (folder / "tensorboard").mkdir(parents=True)
     for path in [run_dir / "metrics.jsonl", *_events(run_dir)]:
         if path.is_file():

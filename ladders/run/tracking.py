@@ -1,5 +1,6 @@
 """Weights & Biases tracking (the `ladderlab[wandb]` extra), beside metrics.jsonl and TensorBoard: one W&B run per
-training run, and a ladder report's fitted laws and plots as one more run of the ladder's group.
+training run (each swarm member, each phase of a grown run: each run folder), and a ladder report's fitted laws and
+plots as one more run of the ladder's group.
 
 A run's W&B id is kept in its run folder (`wandb_id`, written atomically beside config.gin and the checkpoints), so
 a run resumed from its checkpoint continues the same tracked run (`resume="allow"`); a fresh start makes a new id.
@@ -45,8 +46,8 @@ class WandbRun:
         id_file = as_path(cfg.run_dir) / ID_FILE
         run_id = id_file.read_text().strip() if start and id_file.is_file() else None
         self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity or None, group=cfg.wandb_group or None,
-                              mode=cfg.wandb_mode or None, name=as_path(cfg.run_dir).name, id=run_id, resume="allow",
-                              dir=str(folder), config=dataclasses.asdict(cfg), job_type="train",
+                              mode=cfg.wandb_mode or None, name=cfg.wandb_name or as_path(cfg.run_dir).name, id=run_id,
+                              resume="allow", dir=str(folder), config=dataclasses.asdict(cfg), job_type="train",
                               reinit="create_new", settings=wandb.Settings(console="off"))
         if self.run.id != run_id:
             write_atomic(id_file, self.run.id + "\n")

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.config import TrainConfig
+from ladderlab.paths import as_path, is_url
 
 
 def continued(cfg: TrainConfig, base: TrainConfig) -> TrainConfig:
     """cfg starting from base's final checkpoint (a one-line error if the base run has not finished)."""
-    final = Path(base.checkpoint_dir or Path(base.run_dir) / "checkpoints") / str(base.steps)
+    final = as_path(base.checkpoint_dir or as_path(base.run_dir) / "checkpoints") / str(base.steps)
     if not (final / "state").is_dir():
         raise LadderlabError(f"{base.run_dir}: no final checkpoint (step {base.steps}) to continue from; "
                              f"train the base run first")
-    return dataclasses.replace(cfg, init_from=os.path.abspath(final))
+    return dataclasses.replace(cfg, init_from=str(final) if is_url(final) else os.path.abspath(final))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 import jax
@@ -31,7 +30,7 @@ import numpy as np
 
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.config import TrainConfig
-from ladderlab.ladders.store import read_metrics, write_atomic
+from ladderlab.ladders.store import read_metrics
 from ladderlab.ladders.run.loop import run_loop
 from ladderlab.ladders.run.schedule import make_schedule
 from ladderlab.ladders.run.state import abstract_model
@@ -40,6 +39,7 @@ from ladderlab.ladders.run.train import Trainer, checkpoints_of, pipeline_data, 
 from ladderlab.model.counts import param_counts
 from ladderlab.model.growth.operators import (LearnSetup, grow, grow_moments, growth_factor, mask_ramp, masked,
                                               parse_operator, small_model)
+from ladderlab.paths import AnyPath, as_path, write_atomic
 
 ALL_RUNS = ("scratch", "direct:depth", "learn:depth", "zero:depth", "random:depth",
             "direct:width", "learn:width", "zero:width", "random:width")
@@ -135,17 +135,19 @@ def six_n(model) -> float:
     return 6.0 * param_counts(model)["non_embedding"]
 
 
-def small_train_config(cfg: GrowConfig, dim: str, out: Path) -> TrainConfig:
-    """The small model's run: the target's run with the small model and its own folder, on the whole run's schedule
-    (growth_steps + steps), stopped after growth_steps (`grown_run`)."""
+def small_train_config(cfg: GrowConfig, dim: str, out: AnyPath) -> TrainConfig:
+    """The small model's run: the target's run with the small model and its own folder (and W&B run, named
+    <out's name>/small-<dim>), on the whole run's schedule (growth_steps + steps), stopped after growth_steps
+    (`grown_run`)."""
     t = cfg.train
     total = cfg.growth_steps + t.steps
     return dataclasses.replace(t, model=small_model(t.model, cfg.growth_factor, dim), steps=total,
                                warmup_steps=min(t.warmup_steps, total), run_dir=str(out / f"small-{dim}"),
-                               checkpoint_dir="", eval_every=0, keep_last=1, keep_every=0)
+                               wandb_name=f"{out.name}/small-{dim}", checkpoint_dir="", eval_every=0, keep_last=1,
+                               keep_every=0)
 
 
-def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | Path, data: DataFn | None = None,
+def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | AnyPath, data: DataFn | None = None,
               devices: list[Any] | None = None, stop_after: int | None = None,
               post_growth: str | None = None) -> dict[str, Any]:
     """One growth variant of a run: the small model for d tokens, grow, cfg.train.steps more through the one loop
@@ -154,13 +156,14 @@ def grown_run(cfg: GrowConfig, operator: str, dim: str, out: str | Path, data: D
     Returns (and writes to out/<folder>/result.json) {run, operator, dim, g (the depth or width factor),
     param_ratio, d, N, n_small, post_growth, domains, curve: [{step, D, flops, loss}]}; stop_after: end the grown
     phase (with a checkpoint) after this step, as a preemption would (returning {})."""
-    out = Path(out)
+    out = as_path(out)
     name = f"{operator}:{dim}" + (f"@{post_growth}" if post_growth else "")
     rates = post_growth_rates(cfg, post_growth)
     run_dir = out / run_folder(name)
     if (run_dir / "result.json").is_file():
         return json.loads((run_dir / "result.json").read_text())
-    big = dataclasses.replace(cfg.train, run_dir=str(run_dir), checkpoint_dir="")
+    big = dataclasses.replace(cfg.train, run_dir=str(run_dir), checkpoint_dir="",
+                              wandb_name=f"{out.name}/{run_dir.name}")
     if operator == "learn" and cfg.opt_state == "grow":
         raise LadderlabError("opt_state='grow' with operator 'learn': G_learn's maps cannot grow Adam's moments; "
                              "use opt_state='fresh'")

@@ -1,12 +1,12 @@
 """The growth-operator comparison: every grown run of a `GrowConfig` against the target trained from scratch on the
 same tokens in the same order, per seed, with the runs table (`growth_runs.csv`), the speed-up at equal loss with
-its interval (`comparison.json`, `scaling.growth.speedup`) and the curves' plot (`growth_curves.png`)."""
+its interval (`comparison.json`, `scaling.growth.speedup`) and the curves' plot (`growth_curves.png`), in one
+results folder, local or on an object store (gs://..., through `paths`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -14,10 +14,11 @@ from rich.console import Console
 from ladderlab.config import config_to_dict
 from ladderlab.errors import LadderlabError
 from ladderlab.ladders.run.train import pipeline_data, train
-from ladderlab.ladders.store import read_metrics, write_atomic
+from ladderlab.ladders.store import read_metrics
 from ladderlab.ladders.variants.grow import (DataFn, GrowConfig, compared_domains, grown_run, loss_domains, mean_eval,
                                              parse_run, post_growth_rates, six_n, tokens_per_step)
 from ladderlab.model.counts import param_counts
+from ladderlab.paths import AnyPath, as_path, write_atomic
 from ladderlab.scaling.growth.plot import plot_growth_curves
 from ladderlab.scaling.growth.speedup import SPEEDUP_KEYS, speedups_from_csv
 from ladderlab.scaling.tables.columns import write_csv
@@ -37,16 +38,17 @@ def seed_config(cfg: GrowConfig, seed: int) -> GrowConfig:
         t, seed=seed, data=dataclasses.replace(t.data, seed=seed)))
 
 
-def scratch_run(cfg: GrowConfig, out: str | Path, data: DataFn | None = None,
+def scratch_run(cfg: GrowConfig, out: str | AnyPath, data: DataFn | None = None,
                 devices: list[Any] | None = None) -> dict[str, Any]:
     """The target model trained from scratch by the trainer on the whole run's schedule, with its curve in the grown
     runs' format."""
-    big = dataclasses.replace(cfg.train, steps=scratch_steps(cfg), run_dir=str(Path(out) / "scratch"), checkpoint_dir="")
+    big = dataclasses.replace(cfg.train, steps=scratch_steps(cfg), run_dir=str(as_path(out) / "scratch"),
+                              checkpoint_dir="", wandb_name=f"{as_path(out).name}/scratch")
     batches, eval_sets, bytes_per_token = (data or (lambda: pipeline_data(big)))()
     if not eval_sets:
         raise LadderlabError("grow: the comparison needs eval sets (cfg.train.data.eval_tokens > 0)")
     train(big, batches, eval_sets, bytes_per_token, devices=devices)
-    _, evals = read_metrics(Path(big.run_dir) / "metrics.jsonl")
+    _, evals = read_metrics(as_path(big.run_dir) / "metrics.jsonl")
     per_step, flops_per_token, domains = tokens_per_step(big), six_n(big.model), loss_domains(cfg, evals)
     curve = [{"step": s, "D": s * per_step, "flops": flops_per_token * s * per_step,
               "loss": mean_eval(evals[s], domains)} for s in sorted(evals)]
@@ -55,12 +57,14 @@ def scratch_run(cfg: GrowConfig, out: str | Path, data: DataFn | None = None,
             "n_small": 0, "domains": domains, "curve": curve}
 
 
-def compare(cfg: GrowConfig, out: str | Path, data: DataFn | None = None, devices: list[Any] | None = None,
+def compare(cfg: GrowConfig, out: str | AnyPath, data: DataFn | None = None, devices: list[Any] | None = None,
             console: Console | None = None) -> dict[str, Any]:
     """Every run of cfg.runs for every seed of cfg.seeds (in out/seed<s>/, resuming finished ones),
-    `growth_runs.csv` (one row per eval point), the speed-up table against scratch and `growth_curves.png`.
+    `growth_runs.csv` (one row per eval point), the speed-up table against scratch and `growth_curves.png`. Runs
+    tracked by W&B (cfg.train.wandb_project) are each a W&B run named <seed folder>/<run folder>, in the group
+    cfg.train.wandb_group (default "grow/<out's name>").
     Returns {"rows": [one per run], "speedups": {run: {speedup, lo, hi, significant}}, "growth_runs", "plot"}."""
-    out, console = Path(out), console or Console()
+    out, console = as_path(out), console or Console()
     names = list(dict.fromkeys(cfg.runs))
     if "scratch" not in names:
         raise LadderlabError("runs: the comparison needs a 'scratch' run")
@@ -70,6 +74,8 @@ def compare(cfg: GrowConfig, out: str | Path, data: DataFn | None = None, device
             post_growth_rates(cfg, schedule)
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise LadderlabError(f"seeds={cfg.seeds}: give one or more distinct seeds")
+    if cfg.train.wandb_project and not cfg.train.wandb_group:  # tracked: the comparison's runs are one W&B group
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, wandb_group=f"grow/{out.name}"))
     _claim(out, cfg)
     docs = []
     for seed in cfg.seeds:
@@ -114,7 +120,7 @@ def _compared_evals(cfg: GrowConfig, data: DataFn | None) -> DataFn:
     return make
 
 
-def _claim(out: Path, cfg: GrowConfig) -> None:
+def _claim(out: AnyPath, cfg: GrowConfig) -> None:
     """Make `out` this comparison's folder (grow.json holds its config); refuse one written by another config,
     whose finished runs would otherwise be reused. Only the lists of runs and seeds may change, and a config field
     added since the folder was written counts as unchanged while it holds its default (those runs used it)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -46,7 +45,7 @@ def check_swarm(cfgs: Sequence[TrainConfig]) -> None:
     """Raise a one-line LadderlabError naming the first shared field on which a member differs from member 0."""
     if not cfgs:
         raise LadderlabError("swarm: no member configs")
-    runs = [str(Path(c.run_dir).resolve()) for c in cfgs]
+    runs = _member_dirs(cfgs)
     for i, run in enumerate(runs):
         if runs.index(run) != i:
             raise LadderlabError(f"swarm member {i}: run_dir={cfgs[i].run_dir!r} is also member {runs.index(run)}'s")
@@ -223,13 +222,17 @@ def _members(fn: Any, args: Any, groups: int, chunk: int | None) -> Any:
 
 def _claim(swarm_dir: AnyPath, cfgs: Sequence[TrainConfig]) -> None:
     """Record the members' run_dirs in swarm_dir/members.json; refuse a folder that holds a different swarm."""
-    path, members = swarm_dir / "members.json", [c.run_dir if is_url(c.run_dir) else os.path.abspath(c.run_dir)
-                                                 for c in cfgs]
+    path, members = swarm_dir / "members.json", _member_dirs(cfgs)
     if path.exists() and json.loads(path.read_text()) != members:
         raise LadderlabError(f"{path}: this swarm_dir holds other members {json.loads(path.read_text())}")
     if jax.process_index() == 0:
         swarm_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(members))
+
+
+def _member_dirs(cfgs: Sequence[TrainConfig]) -> list[str]:
+    """The members' run_dirs, local ones made absolute (URLs as given)."""
+    return [c.run_dir if is_url(c.run_dir) else os.path.abspath(c.run_dir) for c in cfgs]
 
 
 def _fields(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,17 +1,22 @@
 """A tiny ladder on a local GCS server (gcp-storage-emulator on 127.0.0.1, reached by gcsfs and by tensorstore, the
 way orbax writes arrays): with its corpus and results folder in the bucket, its runs.csv equals the same ladder's
-on local disk byte for byte, also after a SIGKILL and a rerun, and its report is read back from the bucket. Skipped without the `ladderlab[gcs]` extra and the
-emulator (`make test-cloud` installs both in their own venv)."""
+on local disk byte for byte, also after a SIGKILL and a rerun (which removes the killed run's local stage), and its
+report is read back from the bucket. A growth comparison, a CPT start, a tokenizer and task plots on the bucket equal
+local disk's. Skipped without the `ladderlab[gcs]` extra and the emulator (`make test-cloud` installs both in their
+own venv)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported (see `bucket`)
@@ -19,14 +24,24 @@ gcsfs = pytest.importorskip("gcsfs")
 emulator = pytest.importorskip("gcp_storage_emulator.server")
 objects = pytest.importorskip("gcp_storage_emulator.handlers.objects")
 
-from test_ladder_run import KILLER, ladder  # noqa: E402,F401 (the local-disk ladder to compare with)
+from test_ladder_run import KILLER, ladder, write_corpus  # noqa: E402,F401 (ladder: the local-disk one to compare with)
+from test_ladder_wandb import TINY  # noqa: E402 (the same tiny runs: compiled once)
+
+from ladderlab.cli import main  # noqa: E402
 
 from ladderlab.config import load_config  # noqa: E402
 from ladderlab.ladders import runner as ladder_run  # noqa: E402
 from ladderlab.ladders.config import LadderConfig  # noqa: E402
 from ladderlab.ladders.plan import plan  # noqa: E402
 from ladderlab.ladders.report import make_report  # noqa: E402
-from ladderlab.ladders.run.metrics import read_rows  # noqa: E402
+from ladderlab.data.tokenizer import load_tokenizer  # noqa: E402
+from ladderlab.errors import LadderlabError  # noqa: E402
+from ladderlab.ladders.run.checkpoint import read_params  # noqa: E402
+from ladderlab.ladders.run.metrics import read_rows, stage_root  # noqa: E402
+from ladderlab.ladders.run.train import Trainer  # noqa: E402
+from ladderlab.ladders.variants.cpt import continued  # noqa: E402
+from ladderlab.ladders.variants.grow import GrowConfig  # noqa: E402
+from ladderlab.ladders.variants.grow_compare import compare, scratch_steps  # noqa: E402
 from ladderlab.paths import as_path  # noqa: E402
 
 
@@ -85,8 +100,12 @@ def test_sigkilled_ladder_on_the_bucket_reruns_to_the_local_runs_table_and_repor
     assert saved and all(s.isdigit() and 0 < int(s) < victim.steps for s in saved)
     states = {r["run"]: r["state"] for r in ladder_run.status_rows(out)}
     assert states == {runs[0].run: "finished", victim.run: "started", runs[2].run: "pending"}
+    stage = stage_root(as_path(f"{out}/runs/{victim.run}"))  # the killed process's local copy of its logs
+    assert (stage / victim.run / "metrics.jsonl").is_file()
+    assert not stage_root(as_path(f"{out}/runs/{runs[0].run}")).exists()  # a finished run's is removed
 
     ladder_run.run_ladder(cfg, out, devices=jax.devices()[:1])
+    assert not stage.exists()  # removed by the rerun, which staged the run's logs afresh from the bucket
     assert fs.cat("ladders/killed/runs.csv") == (reference / "runs.csv").read_bytes()
     for run in (victim.run, runs[0].run):  # each step logged once, the same losses as on local disk
         got, want = (read_rows(as_path(folder) / "runs" / run / "metrics.jsonl") for folder in (out, reference))
@@ -99,3 +118,58 @@ def test_sigkilled_ladder_on_the_bucket_reruns_to_the_local_runs_table_and_repor
     assert fs.cat("ladders/killed/report/report.md") == (reference / "report" / "report.md").read_bytes()
     assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("ladders/killed/report")) == \
         sorted(p.name for p in (reference / "report").iterdir())
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_growth_comparison_and_a_cpt_start_on_the_bucket_equal_local_disk(bucket, tmp_path, fake_batches):
+    cfg = GrowConfig(train=dataclasses.replace(TINY, steps=4, eval_every=2, wandb_project=""), growth_factor=2,
+                     runs=("scratch", "direct:depth"), growth_steps=2)
+    evals = {"a": [next(fake_batches(4, 16, 64, seed=1))]}
+    local, remote = (compare(cfg, out, lambda: (fake_batches(4, 16, 64), evals, None), jax.devices()[:1])
+                     for out in (tmp_path / "grow", f"{bucket}/grow"))
+    fs = gcsfs.GCSFileSystem()
+    assert fs.cat("ladders/grow/growth_runs.csv") == (tmp_path / "grow" / "growth_runs.csv").read_bytes()
+    assert (remote["rows"], remote["speedups"]) == (local["rows"], local["speedups"])
+    assert json.loads(fs.cat("ladders/grow/comparison.json"))["growth_runs"] == f"{bucket}/grow/growth_runs.csv"
+    assert fs.cat("ladders/grow/growth_curves.png")[:8] == PNG
+    for run in ("direct-depth", "small-depth", "scratch"):  # each phase's logs went up (all but tok_s equal)
+        got, want = (read_rows(as_path(f"{out}/seed0/{run}/metrics.jsonl")) for out in (f"{bucket}/grow",
+                                                                                      tmp_path / "grow"))
+        assert [{k: v for k, v in r.items() if k != "tok_s"} for r in got] == \
+            [{k: v for k, v in r.items() if k != "tok_s"} for r in want] and len(got) > 2
+    # a CPT phase continues from the scratch run's final checkpoint in the bucket: the same parameters as local disk's
+    def base(out):
+        return dataclasses.replace(cfg.train, steps=scratch_steps(cfg), run_dir=f"{out}/seed0/scratch")
+
+    phase = continued(cfg.train, base(f"{bucket}/grow"))
+    assert phase.init_from == f"{bucket}/grow/seed0/scratch/checkpoints/6"
+    abstract = Trainer(cfg.train, jax.devices()[:1]).abstract["params"]
+    got, want = (read_params(continued(cfg.train, base(out)).init_from, abstract) for out in (f"{bucket}/grow",
+                                                                                               tmp_path / "grow"))
+    assert jax.tree.all(jax.tree.map(np.array_equal, got, want))
+    with pytest.raises(LadderlabError, match=f"{bucket}/none/seed0/scratch: no final checkpoint \\(step 6\\)"):
+        continued(cfg.train, base(f"{bucket}/none"))
+
+
+def test_a_tokenizer_and_task_plots_go_to_the_bucket(bucket, tmp_path, monkeypatch):
+    corpus = write_corpus(tmp_path / "corpus")
+    for out in (tmp_path / "sp.model", f"{bucket}/tok/sp.model"):
+        assert main(["data", "train-tokenizer", "--corpus", str(corpus), "--vocab-size", "300", "--out", str(out)]) == 0
+    fs = gcsfs.GCSFileSystem()
+    assert fs.cat("ladders/tok/sp.model") == (tmp_path / "sp.model").read_bytes()
+    tok = load_tokenizer(f"{bucket}/tok/sp.model")
+    assert tok.fingerprint() == load_tokenizer(str(tmp_path / "sp.model")).fingerprint()
+    assert tok.decode(tok.encode("abc 123")) == "abc 123"
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "scaling"))
+    from test_scaling_tasks import synthetic_ladder
+
+    synthetic_ladder(checkpoints=6).write_csv(tmp_path / "runs.csv")
+    assert main(["predict", "tasks", "--runs", str(tmp_path / "runs.csv"), "--format", "table", "--sizes",
+                 "20M,40M,80M", "--target", "big:1e9:2e10", "--bootstrap", "2", "--workers", "1", "--json",
+                 f"{bucket}/tasks/pred.json", "--plot", f"{bucket}/tasks/plots"]) == 0
+    assert fs.ls("ladders/tasks/plots") == ["ladders/tasks/plots/syn.png"]
+    assert fs.cat("ladders/tasks/plots/syn.png")[:8] == PNG and fs.size("ladders/tasks/plots/syn.png") > 10_000
+    assert set(json.loads(fs.cat("ladders/tasks/pred.json"))["big"]["syn"]) >= {"loss", "acc", "acc_lo", "acc_hi"}
