@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import signal
+import tempfile
 
 import jax
 import numpy as np
@@ -63,7 +64,9 @@ def cluster(tmp_path_factory):
 
 
 def worker_logs() -> str:
-    return "".join(open(p).read() for p in glob.glob("/tmp/ray/session_latest/logs/worker-*.out"))
+    """What this Ray session's workers printed (Ray keeps it under <temp dir>/ray/session_latest)."""
+    return "".join(open(p).read() for p in glob.glob(os.path.join(tempfile.gettempdir(), "ray", "session_latest",
+                                                                   "logs", "worker-*.out")))
 
 
 def test_ray_ladder_with_a_killed_worker_equals_the_local_run(ladder, cluster, tmp_path):
