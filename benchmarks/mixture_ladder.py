@@ -1,7 +1,8 @@
 """Mixture x scale on our own ladder: the largest size's per-domain losses for every mixture, predicted from the
-smaller sizes by the joint law (`ladderlab fit mixture-scaling` then `predict mixture-loss --at`) and by the nested
-pipeline (step law -> size law -> mixing law, `scaling.mixing.nested`): per-mixture errors, 90% coverage and the
-Spearman of the mixtures' ranking, per loss column.
+smaller sizes by the joint law (`scaling.mixing.joint`), by the nested pipeline (step law -> size law -> mixing law,
+`scaling.mixing.nested`) and by the form `ladderlab fit mixture-scaling` chooses on those sizes (then `predict
+mixture-loss --at`; its choice and split are recorded): per-mixture errors, coverage of the 90% intervals for a new
+run and the Spearman of the mixtures' ranking, per loss column.
 
 The runs table has one row per checkpoint with share columns; `--ladder DIR` builds it from a results folder of
 configs/ladder_mixture_scale.gin (DIR/runs.csv, shares from DIR/ladder.json) and `--table-out` saves it (that is how
@@ -22,6 +23,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ladderlab.cli import main as cli
+from ladderlab.scaling.mixing.joint import JointAt, fit_joint, run_scatter
 from ladderlab.scaling.mixing.mixture_scaling import predict_at
 from ladderlab.scaling.mixing.nested import Nested, fit_steps, runs_of
 from ladderlab.scaling.tables.columns import read_columns, read_header, write_csv
@@ -58,11 +60,11 @@ def score(pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) 
             "lo": lo.round(5).tolist(), "hi": hi.round(5).tolist()}
 
 
-def joint_predictions(fit: np.ndarray, header: list[str], cols: dict, losses: list[str],
-                      ids: list[str], r_MxD: np.ndarray, n: float, d: float, bootstrap: int, seed: int,
-                      work: Path) -> tuple[dict, str]:
+def chosen_predictions(fit: np.ndarray, header: list[str], cols: dict, losses: list[str],
+                       ids: list[str], r_MxD: np.ndarray, n: float, d: float, bootstrap: int, seed: int,
+                       work: Path) -> tuple[dict, dict]:
     """`fit mixture-scaling` on the smaller sizes' rows, then `predict mixture-loss` at (n, d): per column (pred,
-    lo, hi), and the form the fit chose."""
+    lo, hi), and the fit's form and choice."""
     small = work / "small.csv"
     write_csv(small, header, ([cols[h][i] for h in header] for i in np.flatnonzero(fit)))
     mixtures = work / "mixtures.csv"
@@ -77,7 +79,9 @@ def joint_predictions(fit: np.ndarray, header: list[str], cols: dict, losses: li
             raise SystemExit(f"ladderlab {' '.join(argv[:2])} failed")
     pred = read_columns(out, [c for loss in losses for c in (loss, f"{loss}_lo", f"{loss}_hi")], text=["mixture"])
     order = [list(pred["mixture"]).index(m) for m in ids]
-    return {c: tuple(pred[k][order] for k in (c, f"{c}_lo", f"{c}_hi")) for c in losses}, json.loads(law.read_text())["form"]
+    doc = json.loads(law.read_text())
+    return ({c: tuple(pred[k][order] for k in (c, f"{c}_lo", f"{c}_hi")) for c in losses},
+            {"form": doc["form"], "choice": doc["choice"]})
 
 
 def main() -> None:
@@ -107,20 +111,25 @@ def main() -> None:
     result = {}
     with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
-        joint, form = joint_predictions(fit, header, cols, losses, ids, r_MxD, sizes[-1], d_target,
-                                        args.bootstrap, args.seed, Path(work))
-        result["joint"] = {"form_chosen": form, "seconds": time.perf_counter() - t0}
-        if form != "joint":
-            raise SystemExit(f"fit mixture-scaling chose the {form} form on {len(sizes) - 1} sizes; expected joint")
+        chosen, choice = chosen_predictions(fit, header, cols, losses, ids, r_MxD, sizes[-1], d_target,
+                                            args.bootstrap, args.seed, Path(work))
+        result["chosen"] = {**choice, "seconds": time.perf_counter() - t0}
         t0 = time.perf_counter()
         r_NxD = np.column_stack([cols[d][fit] for d in DOMAINS])
         groups = np.unique(cols["run"][fit], return_inverse=True)[1]
+        x = {"N": cols["N"][fit], "D": cols["D"][fit], **dict(zip(DOMAINS, r_NxD.T))}
+        y = {c: cols[c][fit] for c in losses}
+        laws = fit_joint(x, y, groups, args.bootstrap, args.seed, str(args.runs))
+        at = JointAt(laws, DOMAINS, float(sizes[-1]), d_target, run_scatter(laws, x, y, groups), args.seed)
+        joint = {c: v[:3] for c, v in predict_at(at, r_MxD).items()}
+        result["joint"] = {"seconds": time.perf_counter() - t0}
+        t0 = time.perf_counter()
         table, rows = runs_of(r_NxD, cols["N"][fit], cols["D"][fit], groups)
         nested = Nested(table, DOMAINS, {c: fit_steps(table, rows, cols[c][fit], c) for c in losses})
         at = nested.at(float(sizes[-1]), d_target, args.bootstrap, args.seed)
         nested_pred = {c: v[:3] for c, v in predict_at(at, r_MxD).items()}
         result["nested"] = {"seconds": time.perf_counter() - t0, "warnings": at.warnings}
-    for name, pred in (("joint", joint), ("nested", nested_pred)):
+    for name, pred in (("joint", joint), ("nested", nested_pred), ("chosen", chosen)):
         per_col = {c: score(*pred[c], actual[c]) for c in losses}
         result[name].update({k: float(np.mean([s[k] for s in per_col.values()]))
                              for k in ("mape_pct", "bias_pct", "coverage_90", "spearman")}, columns=per_col)

@@ -4,10 +4,10 @@ Data: M mixtures (seeded Dirichlet over 3 domains) x sizes 2e7..2e8 x C checkpoi
 parameter) of the joint law L = E + A/N^alpha + B/D^beta + k exp(t.r) with known parameters per loss column
 (val_web, val_code), times lognormal noise (--noise, default 0.2%). Target run: N = 1e9, D = 2e10.
 "before": the nested pipeline as a user ran it, `scaling.mixing.nested.nested_mixture` on parallel arrays (step law
-per run, size law per mixture, mixing law, optimum). "after": `fit mixture-scaling` as the CLI runs it (backtest
-with the largest size held out, form choice, refit with --bootstrap 200) and its predictions with 90% intervals at
-the target. Reported: both times, both ways' errors against the true losses at the target, and the joint law's
-parameters against the truth, recovered from the same sweep without noise (`joint_recovery`, bootstrap 0).
+per run, size law per mixture, mixing law, optimum). "after": `fit mixture-scaling` as the CLI runs it (backtest,
+form choice, refit with --bootstrap 200) and its predictions with 90% intervals (for a new run) at the target.
+Reported: both times, both ways' errors against the true losses at the target, and the joint law's parameters
+against the truth, recovered from the same sweep without noise (`joint_recovery`, bootstrap 0).
 "quoted_before": nested.py before its step and size laws started from closed-form starts (commit c33f74b), timed on
 this machine on the same 20 x 4 x 10 sweep.
 Usage: python benchmarks/mixture_scaling.py [--mixtures 20] [--sizes 4] [--checkpoints 10] [--json OUT] [--smoke]
@@ -57,8 +57,8 @@ def mape(pred: np.ndarray, truth: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mixtures", type=int, default=20)
-    ap.add_argument("--sizes", type=int, default=4, help="model sizes, log-spaced over 2e7..2e8 (nested form needs 5 "
-                                                        "to be backtested)")
+    ap.add_argument("--sizes", type=int, default=4, help="model sizes, log-spaced over 2e7..2e8 (4: the backtest "
+                                                        "holds out the largest runs' last checkpoints)")
     ap.add_argument("--checkpoints", type=int, default=10)
     ap.add_argument("--noise", type=float, default=0.002, help="lognormal noise sd on every loss")
     ap.add_argument("--bootstrap", type=int, default=200)

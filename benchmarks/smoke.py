@@ -63,7 +63,7 @@ KEYS: dict[str, dict[str, str]] = {
     "mixture_ladder": {
         "target.N": POS, "target.D": POS, "joint.mape_pct": POS, "joint.coverage_90": NUM, "joint.spearman": NUM,
         "joint.seconds": POS, "nested.mape_pct": POS, "nested.coverage_90": NUM, "nested.spearman": NUM,
-        "nested.seconds": POS, "joint.columns.loss.mape_pct": POS,
+        "nested.seconds": POS, "joint.columns.loss.mape_pct": POS, "chosen.mape_pct": POS, "chosen.coverage_90": NUM,
     },
     "regmix_rank": {
         "runs": POS, "folds": POS, "lightgbm_rounds": POS, "mean_spearman.plain": NUM, "mean_spearman.log": NUM,

@@ -12,7 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ladderlab.scaling.backtest.sets import MixtureSet
-from ladderlab.scaling.mixing.joint import JointAt, fit_joint, run_groups
+from ladderlab.scaling.mixing.joint import JointAt, fit_joint, run_groups, run_scatter
 from ladderlab.scaling.mixing.law import stack
 from ladderlab.scaling.mixing.mixture_scaling import At, fit_mixture_scaling, held_out_predictions, score
 from ladderlab.scaling.mixing.nested import MIN_POINTS, STEP, Nested, NestedAt, Runs, fit_power, fit_steps, runs_of
@@ -32,8 +32,9 @@ class Held:
 
 def mixture_backtest(s: MixtureSet, draws: int = 50, seed: int = 0) -> dict[str, dict[str, Any]]:
     """{method: metrics} of a mixture set: mixture-scaling:joint, :nested (with `stages`: the step, size and final
-    stages' MAPE) and :chosen (with the `form` that `fit mixture-scaling` picks on the fitted sizes). `draws`:
-    bootstrap replicates (joint) and propagated error draws (nested) behind the intervals and the verdict."""
+    stages' MAPE) and :chosen (with the `form` that `fit mixture-scaling` picks on the fitted sizes, and the `split`
+    its own backtest used). `draws`: bootstrap replicates (joint) and propagated error draws (nested) behind the
+    intervals (with a new run's scatter) and the verdict."""
     domains = tuple(s.shares)
     x = {"N": s.n, "D": s.d, **s.shares}
     r_all, groups, top = stack(x, domains), run_groups(s.shares, s.n, s.runs), float(s.n.max())
@@ -43,8 +44,9 @@ def mixture_backtest(s: MixtureSet, draws: int = 50, seed: int = 0) -> dict[str,
     held = Held(top, r_all[last], s.d[last], s.ids[last].astype(str), {c: v[last] for c, v in s.losses.items()})
     y_fit = {c: v[fit] for c, v in s.losses.items()}
     with threadpool_limits(1):
-        joint = fit_joint({k: v[fit] for k, v in x.items()}, y_fit, groups[fit], draws, seed,
-                          f"{s.source} (largest size held out)")
+        x_fit = {k: v[fit] for k, v in x.items()}
+        joint = fit_joint(x_fit, y_fit, groups[fit], draws, seed, f"{s.source} (largest size held out)")
+        scatter = run_scatter(joint, x_fit, y_fit, groups[fit])
         fit_table, fit_rows = runs_of(r_all[fit], s.n[fit], s.d[fit], groups[fit])
         nested = Nested(fit_table, domains, {c: fit_steps(fit_table, fit_rows, v, c) for c, v in y_fit.items()})
         nested_at = {d: nested.at(top, d, draws, seed) for d in np.unique(held.d)}
@@ -54,10 +56,11 @@ def mixture_backtest(s: MixtureSet, draws: int = 50, seed: int = 0) -> dict[str,
         step_mape, step_scored = _step_mape(s, table, rows, top)
         stages = {"step_mape": step_mape, "step_scored": step_scored, "size_mape": _size_mape(nested_at, held),
                   "final_mape": nested_row["mape"]}
-        return {"mixture-scaling:joint": _scores(lambda d: JointAt(joint, domains, top, d), held),
+        return {"mixture-scaling:joint": _scores(lambda d: JointAt(joint, domains, top, d, scatter, seed), held),
                 "mixture-scaling:nested": {**nested_row, "stages": stages},
                 "mixture-scaling:chosen": {**_scores(lambda d: chosen.at(top, d), held), "form": chosen.form,
-                                           "reason": chosen.choice["reason"]}}
+                                           "reason": chosen.choice["reason"],
+                                           "split": (chosen.choice["held_out"] or {}).get("split")}}
 
 
 def _scores(at_of: Callable[[float], At], held: Held) -> dict[str, Any]:

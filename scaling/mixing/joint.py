@@ -5,8 +5,10 @@ backtest): the additive structure of Shukor et al. 2025's joint laws with Ye et 
 per loss column:
     L(N, D, r) = E + A / N^alpha + B / D^beta + k exp(sum_j t_j r_j)
 with one alpha and one beta for every mixture (tied exponents, as Ye et al.'s `--tie_alpha`), so all runs of all
-mixtures, sizes and checkpoints inform one fit. Shares sum to 1, so the last domain's t is pinned to 0. Intervals
-are percentile bootstrap intervals over runs (all checkpoints of a run are drawn together).
+mixtures, sizes and checkpoints inform one fit. Shares sum to 1, so the last domain's t is pinned to 0. The law's
+uncertainty is a bootstrap over runs (all checkpoints of a run are drawn together); a new run adds its own scatter
+about the law, drawn from the fitted runs' last checkpoints' log residuals (`run_scatter`), so the intervals are
+prediction intervals for one run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ladderlab.scaling.engine.batch_fit import refine_batch
 from ladderlab.scaling.engine.bootstrap import bootstrap as bootstrap_fit
 from ladderlab.scaling.engine.law import Data, FittedLaw, Law, Param, check_data, fit_law
 from ladderlab.scaling.engine.minimize import blocked_objective, screen
-from ladderlab.scaling.mixing.law import stack
+from ladderlab.scaling.mixing.law import mixture_rngs, stack
 
 FORMULA = "L = E + A/N^alpha + B/D^beta + k exp(sum_j t_j r_j)"
 RESERVED = ("N", "D")  # the law's size and token inputs: no domain may take these names
@@ -108,6 +110,19 @@ def fit_joint(x: Data, losses: Mapping[str, np.ndarray], groups: np.ndarray, boo
     return laws
 
 
+def run_scatter(laws: Mapping[str, FittedLaw], x: Data, losses: Mapping[str, np.ndarray],
+                groups: np.ndarray) -> dict[str, np.ndarray]:
+    """Per loss column the centred log residuals of every run's last checkpoint about the fitted law: how far one
+    run lands from the law (checkpoint noise, seed and the law's misfit together)."""
+    last = np.array([np.flatnonzero(groups == g)[np.argmax(x["D"][groups == g])] for g in np.unique(groups)])
+    at = {k: np.asarray(v, float)[last] for k, v in x.items()}
+    out = {}
+    for col, f in laws.items():
+        residual = np.log(np.asarray(losses[col], float)[last] / f.predict(**at))
+        out[col] = residual - residual.mean()
+    return out
+
+
 def joint_from_json(domains: Sequence[str], targets: Mapping[str, Any]) -> dict[str, FittedLaw]:
     """The fitted joint laws that `FittedLaw.to_json` wrote per loss column."""
     law = MixtureScalingLaw(domains)
@@ -116,12 +131,15 @@ def joint_from_json(domains: Sequence[str], targets: Mapping[str, Any]) -> dict[
 
 @dataclass
 class JointAt:
-    """The joint laws at one (N, D): point predictions and bootstrap draws for mixtures given as rows of shares."""
+    """The joint laws at one (N, D): point predictions, bootstrap draws and a new run's scatter for mixtures given
+    as rows of shares."""
 
     laws: dict[str, FittedLaw]
     domains: tuple[str, ...]
     n: float
     d: float
+    scatter: dict[str, np.ndarray]  # per column: the fitted runs' log residuals (run_scatter)
+    seed: int = 0
 
     @property
     def warnings(self) -> list[str]:
@@ -140,3 +158,9 @@ class JointAt:
         if any(f.boot_BxP is None for f in self.laws.values()):
             return None
         return {c: f.predict_samples(**self._x(r_NxM)) for c, f in self.laws.items()}
+
+    def run_noise(self, r_NxM: np.ndarray, n_draws: int) -> dict[str, np.ndarray]:
+        """Per column a new run's log deviation from the law (n_draws x N): a fitted run's residual drawn at random
+        per draw, the same draws whenever a mixture is asked for."""
+        return {c: np.column_stack([g.choice(s, n_draws) for g in mixture_rngs(self.seed, r_NxM, stream=1)])
+                for c, s in self.scatter.items()}

@@ -35,6 +35,12 @@ def stack(x: Data, domains: Sequence[str]) -> np.ndarray:
     return np.stack([np.asarray(x[d], float) for d in domains], axis=1)
 
 
+def mixture_rngs(seed: int, r_NxM: np.ndarray, stream: int = 0) -> list[np.random.Generator]:
+    """A random generator per mixture (row of shares), seeded by the seed, the stream (one per kind of draw) and
+    the shares: a mixture gets the same draws whenever it is asked for, alone or among others."""
+    return [np.random.default_rng([seed, stream, *np.round(r * 1e6).astype(int)]) for r in r_NxM]
+
+
 class MixingLaw(Law):
     """L(r) = c + k exp(w . f(r)) for one validation domain; c, k fitted in log space, w free."""
 

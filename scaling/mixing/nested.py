@@ -5,7 +5,10 @@ Every stage's error reaches the intervals by linear propagation. A fit maps its 
 prediction's through S = d log(prediction) / d log(inputs) = g (J'J)^+ J' (J, g: Jacobians of the log prediction in
 the parameters at the fitted points and at the prediction), and adds its own residual variance, pooled over the runs
 (step stage) or mixtures (size stage); the mixing stage adds the spread of its held-out (out-of-fold) errors. Draws
-of those errors give prediction draws, read as the joint law's bootstrap replicates are (intervals, separation).
+of those errors give the pipeline's draws, read as the joint law's bootstrap replicates are (separation); a new run
+adds its own checkpoint noise (the step laws' pooled residual variance), so the intervals are prediction intervals
+for one run. (The runs' spread about the size laws beyond the step errors is not added: on synthetic runs it mostly
+holds misestimated step-extrapolation error, and the size stage already carries it.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from ladderlab.errors import LadderlabError
 from ladderlab.scaling.engine.law import Data, FittedLaw, fit_law
 from ladderlab.scaling.laws.power import PowerLaw
+from ladderlab.scaling.mixing.law import mixture_rngs
 from ladderlab.scaling.mixing.model import MixingModel, fit_mixing_model
 from ladderlab.scaling.mixing.optimize import MixturePrediction, optimize_mixture
 from ladderlab.scaling.mixing.table import check_proportions
@@ -133,16 +137,13 @@ class Nested:
     domains: tuple[str, ...]
     steps: dict[str, list[FittedLaw]]
 
-    def subset(self, keep: np.ndarray) -> Nested:
-        return Nested(self.runs.subset(keep), self.domains, {c: [f for f, k in zip(s, keep) if k]
-                                                             for c, s in self.steps.items()})
-
-    def extrapolate(self, n: float, d: float, draws: int = 200, seed: int = 0) -> tuple[dict, dict, list[str]]:
-        """The step and size stages at the target (N, D): per loss column each mixture's extrapolated loss and its
-        log-error draws (draws x mixtures, the same normal draws for every column), and the size laws' warnings."""
+    def extrapolate(self, n: float, d: float, draws: int = 200, seed: int = 0) -> tuple[dict, dict, dict, list[str]]:
+        """The step and size stages at the target (N, D): per loss column each mixture's extrapolated loss, its
+        log-error draws (draws x mixtures, the same normal draws for every column) and a new run's log variance about
+        it (the step laws' pooled checkpoint noise), and the size laws' warnings."""
         runs, rng = self.runs, np.random.default_rng(seed)
         e_step, e_size = rng.standard_normal((2, draws, len(runs.size)))
-        extrapolated, zeta, warnings = {}, {}, []
+        extrapolated, zeta, run_var, warnings = {}, {}, {}, []
         for col, steps in self.steps.items():
             z1 = np.array([f.predict(S=d)[0] for f in steps])
             v1 = pooled_variance(steps) * np.array(
@@ -157,19 +158,20 @@ class Nested:
                     raise LadderlabError(f"{what}: {e}") from None
                 warnings += [f"{what}: {w}" for w in sizes[-1][1].warnings if "few points" not in w]
             v2 = max(0.0, pooled_variance([f for _, f in sizes]) - float(np.mean(v1)))  # beyond the step noise
+            run_var[col] = pooled_variance(steps)
             extrapolated[col] = np.array([f.predict(N=n)[0] for _, f in sizes])
             zeta[col] = np.column_stack([
                 (e_step[:, k] * np.sqrt(v1[k]) + e_size[:, k] * np.sqrt(v2))
                 @ sensitivity(f, {"N": runs.size[k]}, {"N": np.array([n])})[0] for k, f in sizes])
-        return extrapolated, zeta, warnings
+        return extrapolated, zeta, run_var, warnings
 
     def at(self, n: float, d: float, draws: int = 200, seed: int = 0, model: str = "auto") -> NestedAt:
         """The size and mixing stages at the target (N, D), with `draws` propagated error draws per column."""
-        extrapolated, zeta, warnings = self.extrapolate(n, d, draws, seed)
+        extrapolated, zeta, run_var, warnings = self.extrapolate(n, d, draws, seed)
         props = dict(zip(self.domains, self.runs.shares[np.unique(self.runs.mixture)].T))
         mixing = fit_mixing_model(props, extrapolated, model, seed=seed)
         warnings += [f"{c}: mixing law: {w}" for c, f in mixing.laws.items() for w in f.warnings] + mixing.warnings
-        return NestedAt(mixing, props, extrapolated, zeta, draws, seed, warnings)
+        return NestedAt(mixing, props, extrapolated, zeta, run_var, draws, seed, warnings)
 
     def to_json(self) -> dict[str, Any]:
         return {"shares": self.runs.shares.tolist(), "mixture": self.runs.mixture.tolist(),
@@ -186,13 +188,14 @@ class Nested:
 
 @dataclass
 class NestedAt:
-    """The pipeline at one (N, D): the mixing model on the extrapolated losses, and the upstream log-error draws
-    (draws x mixtures) that the mixing law carries to any mixture."""
+    """The pipeline at one (N, D): the mixing model on the extrapolated losses, the upstream log-error draws
+    (draws x mixtures) that the mixing law carries to any mixture, and a new run's log variance per column."""
 
     mixing: MixingModel
     fitted_shares: dict[str, np.ndarray]
     extrapolated: dict[str, np.ndarray]
     zeta: dict[str, np.ndarray]
+    run_var: dict[str, float]
     n_draws: int
     seed: int
     warnings: list[str] = field(default_factory=list)
@@ -206,8 +209,7 @@ class NestedAt:
         whenever that mixture is asked for); None without draws."""
         if self.n_draws == 0:
             return None
-        own = np.column_stack([np.random.default_rng([self.seed, *np.round(r * 1e6).astype(int)]).standard_normal(
-            self.n_draws) for r in r_NxM])
+        own = np.column_stack([g.standard_normal(self.n_draws) for g in mixture_rngs(self.seed, r_NxM)])
         z = NormalDist().inv_cdf(0.95)
         out = {}
         for col, pred in self.point(r_NxM).items():
@@ -217,6 +219,12 @@ class NestedAt:
             s = sensitivity(self.mixing.laws[col], self.fitted_shares, dict(zip(self.mixing.domains, r_NxM.T)))
             out[col] = pred[None, :] * np.exp(self.zeta[col] @ s.T + spread * own)
         return out
+
+    def run_noise(self, r_NxM: np.ndarray, n_draws: int) -> dict[str, np.ndarray]:
+        """Per column a new run's log deviation from the pipeline's loss (n_draws x N): normal with the run variance,
+        the same draws whenever a mixture is asked for."""
+        noise = np.column_stack([g.standard_normal(n_draws) for g in mixture_rngs(self.seed, r_NxM, stream=1)])
+        return {c: np.sqrt(v) * noise for c, v in self.run_var.items()}
 
 
 @dataclass

@@ -197,7 +197,8 @@ def optimize_scaling(
 ) -> MixturePrediction:
     """The mixture minimising a mixture-scaling law's target for the run at = {"N": ..., "D": ...} (D: its tokens).
 
-    Judged against the draws: the optimum is "not significant" when its gain over equal shares or over the best
+    Its intervals are for one run at the optimum (the law's draws times a run's scatter); judged against the law's
+    draws: the optimum is "not significant" when its gain over equal shares or over the best
     fitted mixture is not positive in more than 10% of them, and the fitted mixtures' separation at the target is
     reported (scaling.mixing.separation)."""
     model, columns = law.at(at["N"], at["D"]), law.targets
@@ -215,8 +216,10 @@ def optimize_scaling(
         return MixturePrediction(ratios, weights, value, nan, {c: float(v[0]) for c, v in point.items()},
                                  {c: nan for c in point}, None, _beyond(ratios, law.share_max) + model.warnings)
     total_draws = sum(w * draws[c] for c, w in weights.items())
-    intervals = {c: tuple(float(b[0]) for b in percentile_interval(d[:, :1], level)) for c, d in draws.items()}
-    lo, hi = percentile_interval(total_draws[:, :1], level)
+    noise = model.run_noise(rows[:1], len(total_draws))  # the intervals are for one run at the optimum
+    run = {c: d[:, :1] * np.exp(noise[c]) for c, d in draws.items()}
+    intervals = {c: tuple(float(b[0]) for b in percentile_interval(d, level)) for c, d in run.items()}
+    lo, hi = percentile_interval(sum(w * run[c] for c, w in weights.items()), level)
     best = 2 + int(np.argmin(total[2:]))
     sig = significance(value, total_draws[:, 0], {"equal shares": (float(total[1]), total_draws[:, 1]),
                                                   "best fitted mixture": (float(total[best]), total_draws[:, best])})

@@ -232,14 +232,15 @@ def test_bundled_mixture_ladder_is_a_bare_set():
 
 def test_mixture_set_scores_joint_nested_and_chosen_forms_on_the_largest_size(mixture_rows):
     """The largest size's 6 mixtures: the nested pipeline errs less and ranks better than the joint law (the numbers
-    benchmarks/mixture_ladder.py and test_mixture_ladder find), and `fit mixture-scaling` on 4 sizes can only pick
-    the joint form (the nested one needs 4 sizes below the one it holds out)."""
+    benchmarks/mixture_ladder.py and test_mixture_ladder find). `fit mixture-scaling` on 4 sizes backtests both forms
+    on the 16k runs' last checkpoints (fitted on their first half) and, on the mean loss alone, keeps joint."""
     joint, nested, chosen = (mixture_rows[f"mixture-scaling:{f}"] for f in ("joint", "nested", "chosen"))
-    # joint's run bootstrap (within mixtures) misses run-to-run noise: its narrow intervals cover none of the 6
-    assert (joint["mape"], joint["spearman"], joint["coverage_90"]) == pytest.approx((2.732, 0.5429, 0.0), abs=1e-3)
-    assert joint["width_90_pct"] == pytest.approx(1.298, abs=1e-3)
+    # joint's intervals carry a new run's scatter now (1.30% wide before), but miss its +2.7% bias at 25k
+    assert (joint["mape"], joint["spearman"], joint["coverage_90"]) == pytest.approx((2.732, 0.5429, 1 / 6), abs=1e-3)
+    assert joint["width_90_pct"] == pytest.approx(2.572, abs=1e-3)
     assert (nested["mape"], nested["spearman"], nested["coverage_90"]) == pytest.approx((1.096, 0.6, 1.0), abs=1e-3)
-    assert chosen["form"] == "joint" and "has 3 sizes; the size law needs 4" in chosen["reason"]
+    assert (chosen["form"], chosen["split"]) == ("joint", "largest size's last checkpoints")
+    assert chosen["reason"] == "held-out MAPE 1.04% (joint) vs 1.36% (nested)"
     assert chosen["mape"] == pytest.approx(joint["mape"], abs=1e-5)
     assert joint["n_targets"] == nested["n_targets"] == 6
     stages = nested["stages"]  # each stage's error: step law to the last checkpoint, size law to 25k, mixing law

@@ -160,7 +160,8 @@ def test_cmr_reads_the_table_from_csv_or_runs(tmp_path, capsys):
 
 def scaling_law(path, k, t, spread):
     """A joint mixture-scaling law JSON built by hand: parameters, and 200 replicates that scatter k and t by
-    `spread` (sd, internal units) about them: a well-determined mixture effect or one lost in the noise."""
+    `spread` (sd, internal units) about them: a well-determined mixture effect or one lost in the noise; no run
+    scatter about the law."""
     from ladderlab.scaling.engine.law import FittedLaw
     from ladderlab.scaling.mixing.joint import MixtureScalingLaw
     from ladderlab.scaling.mixing.mixture_scaling import MixtureScaling
@@ -172,7 +173,7 @@ def scaling_law(path, k, t, spread):
     fitted = FittedLaw(law, theta, 0.0, 120, 0.0, 0.0, boot_BxP=boot, seed=0)
     choice = {"held_out": None, "errors": {"joint": None, "nested": None}, "reason": "built by hand"}
     model = MixtureScaling("joint", DOMAINS, rng.dirichlet(np.ones(3), 10), {"n": "N", "d": "D", "run": None}, 40,
-                           choice, [], 200, 0, {"val": fitted})
+                           choice, [], 200, 0, {"val": fitted}, scatter={"val": np.zeros(1)})
     path.write_text(json.dumps(model.to_json()))
     return path
 
