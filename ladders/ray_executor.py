@@ -26,10 +26,12 @@ Result = tuple[list[PlannedRun], list[PlannedRun], float]  # (unit, runs trained
 
 def ray_module(who: str) -> Any:
     """The ray package, or one line naming the extra to install (`who`: what asked for it)."""
-    try:
-        import ray
-    except ImportError:
-        raise LadderlabError(f"{who}: needs the ray extra: pip install 'ladderlab[ray]'") from None
+    import importlib.util
+
+    if getattr(importlib.util.find_spec("ray"), "origin", None) is None:  # absent, or only a folder named ray on
+        raise LadderlabError(f"{who}: needs the ray extra: pip install 'ladderlab[ray]'")  # sys.path (Ray's temp dir)
+    import ray
+
     return ray
 
 
