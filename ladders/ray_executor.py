@@ -13,7 +13,6 @@ same name (an object store such as gs://, or a shared file system); each node bu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ladderlab.errors import LadderlabError
@@ -122,22 +121,24 @@ def _gang(cfg: LadderConfig, out: str, unit: list[PlannedRun], base: Any = None)
                          f"last: {str(failure).splitlines()[0]}")
 
 
-def train_on_ray(cfg: LadderConfig, out: str | Path, units: list[list[PlannedRun]],
+def train_on_ray(cfg: LadderConfig, store: LadderStore, units: list[list[PlannedRun]],
                  record: Callable[[list[PlannedRun], list[PlannedRun], float], None],
                  address: str | None = None) -> None:
-    """Submit every unit with an unfinished run as a task (on the Ray this process already joined, else the cluster
-    at `address`, else a new local one) and `record` each as it finishes; an error cancels the tasks still pending."""
-    ray = ray_module("--executor ray")
+    """Submit every unit with an unfinished run in `store` as a task (on the Ray this process already joined, else
+    the cluster at `address`, else a new local one) and `record` each as it finishes; an error cancels the tasks
+    still pending. `check_ray` has vouched for the extra."""
+    import ray
+
     if not ray.is_initialized():
         ray.init(address=address)
     task = ray.remote(_task).options(**task_options(cfg)) if cfg.ray_hosts == 1 else \
         ray.remote(_gang).options(num_cpus=0, max_retries=cfg.ray_retries)
-    store, refs = LadderStore(out), {}
+    out, refs = str(store.root), {}
     for unit in units:
         if all(store.result(r.run) for r in unit):
             record(unit, [], 0.0)
             continue
-        ref = task.remote(cfg, str(out), unit, refs.get(unit[0].base_run))
+        ref = task.remote(cfg, out, unit, refs.get(unit[0].base_run))
         refs.update({r.run: ref for r in unit})
     pending = list(dict.fromkeys(refs.values()))
     try:

@@ -108,7 +108,7 @@ def run_ladder(cfg: LadderConfig, out: str | Path, *, shard: tuple[int, int] = (
     if executor == "ray":
         from ladderlab.ladders.ray_executor import train_on_ray
 
-        train_on_ray(cfg, out, _units(mine, cfg.swarm), record, address)
+        train_on_ray(cfg, store, _units(mine, cfg.swarm), record, address)
     else:
         _train_units(cfg, out, _units(mine, cfg.swarm), groups, record)
     return store.write_table()

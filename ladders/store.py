@@ -140,8 +140,10 @@ class LadderStore:
         # mixture is {}, every corpus domain equally, or the plan predates plan rows' weights): never a blank cell
         named = all(r.get("weights") for r in plan)
         domains = sorted({d for r in plan for d in r["weights"]}) if named else []
-        rows = [{**row, **(shares(r, domains) if domains else {})} for r in plan
-                for row in (self.result(r["run"]) or {}).get("rows", [])]
+        rows = []
+        for r in plan:
+            extra = shares(r, domains) if domains else {}
+            rows += [{**row, **extra} for row in (self.result(r["run"]) or {}).get("rows", [])]
         if not rows:
             return None
         names = list(dict.fromkeys(k for row in rows for k in row))
