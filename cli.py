@@ -21,7 +21,8 @@ SUBCOMMAND = {"fit": "law", "predict": "what", "optimize": "what", "data": "data
               "grow": "grow_command"}
 HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], None]] = {
     **{("fit", law): cli_fit.fit_one_d for law in cli_fit.ONE_D},
-    ("fit", "chinchilla"): cli_fit.fit_chinchilla,
+    ("fit", "chinchilla"): cli_fit.fit_n_d,
+    ("fit", "kaplan"): cli_fit.fit_n_d,
     ("fit", "data-constrained"): cli_fit.fit_data_constrained,
     ("fit", "mixing-law"): cli_mixing.fit_mixing_law,
     ("fit", "mixture-scaling"): cli_mixing.fit_mixture_scaling,

@@ -1,4 +1,4 @@
-"""`ladderlab fit` (chinchilla, data-constrained, step, size, compute) and `ladderlab predict loss / tasks`."""
+"""`ladderlab fit` (chinchilla, kaplan, data-constrained, step, size, compute) and `ladderlab predict loss / tasks`."""
 
 from __future__ import annotations
 
@@ -28,13 +28,15 @@ def _common_fit_args(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any) -> tuple[Any, Any]:
     """Adds `fit` and `predict` with their scaling-law subcommands; returns both groups for the mixture ones."""
     laws = add_group(sub, "fit", "fit a scaling law to a results CSV", "law")
-    p = laws.add_parser("chinchilla", help="L(N, D) = E + A/N^alpha + B/D^beta")
-    _common_fit_args(p)
-    p.add_argument("--n", required=True, help="parameter-count column")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--d", help="training-tokens column")
-    group.add_argument("--flops", help="training-FLOPs column (D = C / 6N)")
-    p.add_argument("--budgets", type=floats_arg, default=BUDGETS, help="FLOP budgets for the compute-optimal table")
+    for name, form in (("chinchilla", "E + A/N^alpha + B/D^beta"),
+                       ("kaplan", "((Nc/N)^(alpha_N/alpha_D) + Dc/D)^alpha_D, no irreducible loss (tiny ladders)")):
+        p = laws.add_parser(name, help=f"L(N, D) = {form}")
+        _common_fit_args(p)
+        p.add_argument("--n", required=True, help="parameter-count column")
+        group = p.add_mutually_exclusive_group(required=True)
+        group.add_argument("--d", help="training-tokens column")
+        group.add_argument("--flops", help="training-FLOPs column (D = C / 6N)")
+        p.add_argument("--budgets", type=floats_arg, default=BUDGETS, help="FLOP budgets for the compute-optimal table")
     p = laws.add_parser("data-constrained", help="Chinchilla with decaying value of repeated data and excess params")
     _common_fit_args(p)
     for flag, what in (("--n", "parameter-count"), ("--d", "training-tokens"), ("--unique", "unique-tokens")):
@@ -130,8 +132,8 @@ def _write_fit(args: argparse.Namespace, fitted: Any, x: dict[str, Any], y: Any,
         plot_fit(fitted, x, y, args.plot)
 
 
-def fit_chinchilla(args: argparse.Namespace) -> None:
-    """`fit chinchilla`: the law, then the compute-optimal allocation at each budget."""
+def fit_n_d(args: argparse.Namespace) -> None:
+    """`fit chinchilla` / `fit kaplan`: the law, then the compute-optimal allocation at each budget."""
     from ladderlab.console import make_console, rows_table
     from ladderlab.scaling import report
 
@@ -140,9 +142,9 @@ def fit_chinchilla(args: argparse.Namespace) -> None:
     n = cols[args.n]
     d = cols[args.d] if args.d else cols[args.flops] / (6.0 * n)
     x, y = {"N": n, "D": d}, cols[args.loss]
-    fitted = _fit(args, "chinchilla", x, y)
-    report.print_fit(fitted, f"Chinchilla law fitted to {args.csv}", console)
-    info = _fit_info(fitted, "chinchilla", x, y)
+    fitted = _fit(args, args.law, x, y)
+    report.print_fit(fitted, f"{args.law.capitalize()} law fitted to {args.csv}", console)
+    info = _fit_info(fitted, args.law, x, y)
     rows = report.compute_optimal_rows(fitted, args.budgets, info)
     columns = ["flops", "N", "D", "tokens_per_param", "loss", "gain_vs_20tpp_pct",
                *(["significant"] if fitted.boot_BxP is not None else []), "verdict"]

@@ -137,7 +137,8 @@ def plot_predicted(actual: np.ndarray, predicted: np.ndarray, lo: np.ndarray, hi
     span = [np.nanmin(np.concatenate([actual, predicted, lo])), np.nanmax(np.concatenate([actual, predicted, hi]))]
     ax.plot(span, span, "k:", lw=1, label="predicted = actual")
     fit = ~held_out
-    bars = np.stack([predicted - lo, hi - predicted]) if np.isfinite(lo).all() and np.isfinite(hi).all() else None
+    bars = np.stack([predicted - lo, hi - predicted]).clip(0) if np.isfinite(lo).all() and np.isfinite(hi).all() \
+        else None  # clipped: a bootstrap interval of exact data can miss its point by rounding
     ax.errorbar(actual[fit], predicted[fit], yerr=None if bars is None else bars[:, fit], fmt="o", ms=4, color="C0",
                 elinewidth=0.8, capsize=2, label="fitted runs" + ("" if bars is None else " (90% interval)"))
     ax.errorbar([held["actual"]], [held["prediction"]], yerr=_yerr(held), fmt="*", ms=14, color="C3", mec="k",

@@ -69,8 +69,15 @@ def final_table(final: list[dict]) -> Table:
     return table
 
 
+def at_bound(warnings: list[str]) -> list[str]:
+    """The parameters that a fit's `warnings` say are at a bound (not identified by its runs)."""
+    return [w.split()[1] for w in warnings if "at its bound" in w]
+
+
 def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, console: Console) -> dict[str, Any]:
-    """Fit L(N, D) to the main mixture's runs except the largest, and predict that one."""
+    """Fit L(N, D) to the main mixture's runs except the largest, and predict that one. The law is Chinchilla's,
+    or Kaplan's when Chinchilla's has a parameter at a bound and Kaplan's has none (an identified law, chosen
+    before the held-out run is looked at); the Chinchilla fit is kept in the summary as `rejected`."""
     rows = [r for r in final if r["mixture"] == main]
     if len(rows) < MIN_FIT_RUNS + 1:
         msg = f"scaling law skipped: {len(rows)} runs of mixture {main!r}; need {MIN_FIT_RUNS + 1} (one held out)"
@@ -80,9 +87,16 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
     fit_rows = [r for i, r in enumerate(rows) if i != held]
     x = {"N": np.array([r["N"] for r in fit_rows], float), "D": np.array([r["D"] for r in fit_rows], float)}
     y = np.array([r["loss"] for r in fit_rows], float)
-    fitted = fit("chinchilla", x, y, bootstrap=bootstrap, seed=seed)
-    fit_report.print_fit(fitted, f"scaling law L(N, D) on {len(fit_rows)} runs of mixture {main!r} "
-                                 "(mean validation loss, nats/token)", console)
+    fitted, rejected = fit("chinchilla", x, y, bootstrap=bootstrap, seed=seed), None
+    if at_bound(fitted.warnings):
+        kaplan = fit("kaplan", x, y, bootstrap=bootstrap, seed=seed)
+        if not at_bound(kaplan.warnings):
+            fitted, rejected = kaplan, fitted
+            console.print(f"Chinchilla's law has {', '.join(at_bound(rejected.warnings))} at its bound (not "
+                          "identified by these runs; why: below), Kaplan's form has no parameter at a bound: the "
+                          "report uses Kaplan's")
+    fit_report.print_fit(fitted, f"scaling law L(N, D) ({fitted.law.name}) on {len(fit_rows)} runs of mixture "
+                                 f"{main!r} (mean validation loss, nats/token)", console)
     h = rows[held]
     (point,) = judge(fitted, x, y, [{"N": float(h["N"]), "D": float(h["D"])}])
     error = 100 * (point["prediction"] - h["loss"]) / h["loss"]
@@ -94,8 +108,11 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
             + (f" ({kind} 90% interval {interval[0]:.4f}-{interval[1]:.4f})" if np.isfinite(interval).all() else "")
             + f", actual {h['loss']:.4f}, error {error:+.2f}%; {verdict(h['loss'], interval, 'the actual loss')}")
     console.print(line)
-    return {"fit": fitted.to_json(), "fitted": fitted, "quality": fit_report.quality_line(fitted),
-            "warnings": list(fitted.warnings), "held_out": {"run": str(h["run"]), "N": float(h["N"]),
+    return {"law": fitted.law.name, "fit": fitted.to_json(), "fitted": fitted,
+            "quality": fit_report.quality_line(fitted), "warnings": list(fitted.warnings),
+            **({"rejected": {"law": rejected.law.name, "params": rejected.params, "warnings": rejected.warnings}}
+               if rejected else {}),
+            "held_out": {"run": str(h["run"]), "N": float(h["N"]),
             "D": float(h["D"]), "actual": float(h["loss"]), "prediction": point["prediction"],
             "interval": [float(v) for v in interval], "interval_kind": kind, "level": fit_report.LEVEL,
             "error_pct": error, "inside": inside(h["loss"], interval)},
@@ -104,12 +121,13 @@ def scaling_section(final: list[dict], main: str, bootstrap: int, seed: int, con
                        "held_out": [i == held for i in range(len(rows))]}}
 
 
-def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> str | None:
-    """Why the scaling law has a parameter at a bound on a ladder, measured on its own runs (`final`: the runs
-    without variants, as `make_report` passes them; None when no parameter is at a bound):
+def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str], replaced: bool = False) -> str | None:
+    """Why Chinchilla's law has a parameter at a bound on a ladder, measured on its own runs (`final`: the runs
+    without variants, as `make_report` passes them; `warnings`: that fit's; None when no parameter is at a bound):
     each size's loss drop per doubling of D between successive multiples. The additive law gives every size the same
-    drop at the same D, shrinking as D grows; runs whose drops do not follow that cannot identify E."""
-    bound = [w.split()[1] for w in warnings if "at its bound" in w]
+    drop at the same D, shrinking as D grows; runs whose drops do not follow that cannot identify E. `replaced`:
+    Kaplan's form was fitted instead."""
+    bound = at_bound(warnings)
     rows = [r for r in final if r["mixture"] == main]
     if not bound or not rows:
         return None
@@ -121,7 +139,9 @@ def scale_note(final: list[dict[str, Any]], main: str, warnings: list[str]) -> s
     return (f"{', '.join(bound)} at {'its bound' if len(bound) == 1 else 'their bounds'} because the runs' loss drop "
             f"per doubling of D depends on N ({per_size}), while L = E + A/N^alpha + B/D^beta gives every size the "
             "same drop at the same D, and a smaller drop at a larger D. Sizes this small (a 15-minute CPU demo's) "
-            "are still in that regime; a ladder whose law is identified needs larger sizes (an accelerator).")
+            "are still in that regime; " + ("Kaplan's form, whose drop per doubling of D grows with N, is identified "
+                                            "on them and used instead." if replaced else
+                                            "a ladder whose law is identified needs larger sizes (an accelerator)."))
 
 
 def mixing_section(final: list[dict], mixtures: dict[str, dict[str, float]], main: str, seed: int,
@@ -249,7 +269,8 @@ def make_report(root: str | Path, *, bootstrap: int = 100, seed: int = 0, target
     console.print(final_table(final))
     plain = [r for r in final if r.get("operator", "scratch") == "scratch" and not r.get("base_run")]  # no variants
     scaling = scaling_section(plain, main, bootstrap, seed, console)
-    why = scale_note(plain, main, scaling.get("warnings", []))
+    rejected = scaling.get("rejected")
+    why = scale_note(plain, main, (rejected or scaling)["warnings"] if "fit" in scaling else [], rejected is not None)
     if why:
         scaling["why"] = why
         console.print(f"[yellow]why:[/yellow] {why}")

@@ -23,6 +23,9 @@ def markdown(s: dict[str, Any]) -> str:
     if "fit" in sc:
         fit = sc["fit"]
         intervals = fit.get("bootstrap", {}).get("intervals_90", {})
+        if "rejected" in sc:
+            lines += [f"Law: {sc['law']} (Chinchilla's was not identified: "
+                      + "; ".join(sc["rejected"]["warnings"]) + ")", ""]
         lines += ["| parameter | value | 90% interval |", "|---|---:|---:|"]
         for k, v in fit["params"].items():
             lo_hi = intervals.get(k)

@@ -14,11 +14,13 @@ from ladderlab.scaling.laws.accuracy import SigmoidAccuracy
 from ladderlab.scaling.laws.annealing import Annealing
 from ladderlab.scaling.laws.chinchilla import Chinchilla
 from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.laws.kaplan import Kaplan
 from ladderlab.scaling.laws.power import PowerLaw
 from ladderlab.scaling.tables.columns import read_json
 
 LAWS = {
     "chinchilla": Chinchilla,
+    "kaplan": Kaplan,
     "data-constrained": DataConstrained,
     "step": lambda: PowerLaw("step"),
     "size": lambda: PowerLaw("size"),
@@ -58,11 +60,11 @@ def fit(
 
 def judge(fitted: FittedLaw, x: Data, y: np.ndarray, points: Sequence[Mapping[str, float]]) -> list[dict[str, Any]]:
     """Each point's prediction with its bootstrap interval (if any), ratio past the fitted runs x, calibrated 90%
-    interval (chinchilla and data-constrained laws on at least 3 sizes) and verdict."""
+    interval (chinchilla, kaplan and data-constrained laws on at least 3 sizes) and verdict."""
     from ladderlab.scaling import report
     from ladderlab.scaling.backtest.harness import self_check_scale
 
-    method = fitted.law.name if fitted.law.name in ("chinchilla", "data-constrained") else None
+    method = fitted.law.name if fitted.law.name in ("chinchilla", "kaplan", "data-constrained") else None
     scale = None if method is None else self_check_scale(method, {k: np.asarray(v, float) for k, v in x.items()},
                                                          np.asarray(y, float), fitted)
     return report.predictions_rows(fitted, [dict(p) for p in points], report.fit_info(dict(x), scale))

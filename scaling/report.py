@@ -13,11 +13,12 @@ from ladderlab.console import fmt, make_console
 from ladderlab.scaling.backtest.calibration import Calibration, bundled_calibration, distance
 from ladderlab.scaling.backtest.verdict import judge
 from ladderlab.scaling.engine.law import FittedLaw, percentile_interval
-from ladderlab.scaling.laws.chinchilla import compute_optimal
+from ladderlab.scaling.laws import chinchilla, kaplan
 
 LEVEL = 0.9
 PLAUSIBLE_TOKENS_PER_PARAM = (5.0, 200.0)  # published compute-optimal fits give about 10-100 (Chinchilla: 20)
 RULE_TOKENS_PER_PARAM = 20.0  # the allocation a compute-optimal one must beat to be worth naming
+OPTIMA = {"chinchilla": chinchilla.compute_optimal, "kaplan": kaplan.compute_optimal}  # law -> N_opt(C), D_opt(C)
 
 
 def params_table(fitted: FittedLaw, title: str) -> Table:
@@ -67,6 +68,7 @@ def compute_optimal_rows(fitted: FittedLaw, budgets: Sequence[float], info: dict
     """Compute-optimal N, D, tokens per parameter and loss at each FLOP budget, with bootstrap intervals; the loss
     gained over the 20-tokens-per-parameter allocation and whether the bootstrap says it is significant (its 5th
     percentile above 0); each row's verdict when `info` (fit_info) is given."""
+    compute_optimal = OPTIMA[fitted.law.name]
     c = np.asarray(budgets, float)
     n, d = compute_optimal(fitted.params, c)
     n_rule = np.sqrt(c / (6.0 * RULE_TOKENS_PER_PARAM))

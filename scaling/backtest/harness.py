@@ -22,6 +22,7 @@ from ladderlab.scaling.engine.parallel import map_jobs
 from ladderlab.scaling.laws.annealing import final_predictions, fit_curves
 from ladderlab.scaling.laws.chinchilla import Chinchilla
 from ladderlab.scaling.laws.data_constrained import DataConstrained
+from ladderlab.scaling.laws.kaplan import Kaplan
 from ladderlab.scaling.mixing.model import FOLDS, MixingModel, cv_scores, fit_mixing_model, folds_of
 
 
@@ -38,7 +39,7 @@ def fit_method(method: str, x: Mapping[str, np.ndarray], y: np.ndarray) -> tuple
     """Fit a method as `ladderlab fit` does; the data-constrained law holds a Chinchilla base fitted on the
     single-epoch rows fixed (returned, so a bootstrap keeps it fixed too)."""
     if method != "data-constrained":
-        return fit_law(Chinchilla(), x, y), None
+        return fit_law(Kaplan() if method == "kaplan" else Chinchilla(), x, y), None
     single = x["D"] <= x["U"]
     base = fit_law(Chinchilla(), {"N": x["N"][single], "D": x["D"][single]}, y[single])
     fitted = fit_law(DataConstrained(), x, y, fixed=base.params)

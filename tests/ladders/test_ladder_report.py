@@ -297,3 +297,26 @@ def test_report_plots_show_validation_curves_the_held_out_interval_and_the_fitte
     r = np.array([shares[m] for m in mixes])[:, [DOMAINS.index(d) for d in top]]
     expected = np.stack([r[:, 1] + 0.5 * r[:, 0], r[:, 0] * np.sqrt(3) / 2], axis=1)  # barycentric -> triangle
     assert sorted(map(tuple, np.round(dots.get_offsets(), 9))) == sorted(map(tuple, np.round(expected, 9)))
+
+
+def test_a_ladder_whose_chinchilla_fit_has_e_at_its_bound_is_reported_with_kaplans_law(tmp_path):
+    """Losses from Kaplan's law at the demo's fitted values (no irreducible term): Chinchilla's E runs to its bound,
+    so the report fits Kaplan's form, recovers it, predicts the held-out run exactly, keeps the rejected fit and says
+    why; a ladder that Chinchilla's law identifies keeps it (the first test)."""
+    truth = {"Nc": 2e7, "Dc": 3.4e10, "alpha_N": 0.113, "alpha_D": 0.098}
+    cfg = LadderConfig(sizes=(3e3, 8e3, 2.5e4, 3.6e4), multiples=(1.0, 2.0, 4.0), width_per_layer=32)
+    fake_ladder(tmp_path, cfg, lambda r: [((truth["Nc"] / r.n) ** (truth["alpha_N"] / truth["alpha_D"])
+                                           + truth["Dc"] / r.tokens) ** truth["alpha_D"]] * 3)
+    summary = make_report(tmp_path, bootstrap=10)
+    sc = summary["scaling"]
+    assert sc["law"] == "kaplan" and sc["fit"]["law"] == "kaplan"
+    assert not any("at its bound" in w for w in sc["warnings"])
+    assert sc["rejected"]["law"] == "chinchilla"
+    assert any(w.startswith("parameter E is at its bound") for w in sc["rejected"]["warnings"])
+    for k, v in truth.items():
+        assert sc["fit"]["params"][k] == pytest.approx(v, rel=1e-3)
+    assert abs(sc["held_out"]["error_pct"]) < 0.01
+    assert sc["why"].startswith("E at its bound because") and sc["why"].endswith("is identified on them and used "
+                                                                                  "instead.")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Law: kaplan (Chinchilla's was not identified: " in md and "| alpha_N | " in md
