@@ -2,11 +2,12 @@
 
 Every backtest split (fit on the sizes up to a cut, predict each larger run) leaves a residual |log(actual/pred)|
 at an extrapolation distance d = max(0, ln(N/N_max_fit), ln(D/D_max_fit)), divided by the fit's own scale: its
-leave-largest-size-out error (the same law fitted without its largest size, RMS log error on that size) and its
-in-sample RMSE in quadrature, which carry how well the law's form extrapolates on this data and how noisy the runs
-are. A linear quantile regression of the log of those ratios on d (each family of runs weighted equally, so no one
-set outvotes the others; slope at least 0, so a farther prediction is never trusted more) gives the 90% ratio at
-any d; times a new fit's scale it is the half-width of its calibrated interval in log space (widened to the
+leave-largest-size-out errors (the same law fitted without its largest size, log errors on that size) and its
+in-sample log residuals, each as a robust RMS (1.4826 x median absolute value: a few misfit runs do not set a whole
+fit's scale) and added in quadrature, which carry how well the law's form extrapolates on this data and how noisy
+the runs are. A linear quantile regression of the log of those ratios on d (each family of runs weighted equally, so
+no one set outvotes the others; slope at least 0, so a farther prediction is never trusted more) gives the 90% ratio
+at any d; times a new fit's scale it is the half-width of its calibrated interval in log space (widened to the
 bootstrap interval where that is wider). The residuals behind it ship in scaling/bundled/calibration_residuals.csv,
 so a user's machine applies it without the anchors; leaving a family out refits it without them (how coverage is
 reported on sets not used to calibrate). k, the farthest ratio past the fitted N or D that at least two families'

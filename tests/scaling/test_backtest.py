@@ -26,10 +26,11 @@ from ladderlab.scaling.tables.curves import Curve
 from ladderlab.scaling.report import compute_optimal_rows, compute_optimal_warnings
 
 TRUE = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
-GOLDEN_COVERAGE = {("datablations-1B+", "data-constrained"): 1.0, ("olmo-ladder-1.3B", "chinchilla"): 1.0,
+GOLDEN_COVERAGE = {("datablations-1B+", "data-constrained"): 0.926, ("olmo-ladder-1.3B", "chinchilla"): 1.0,
                    ("olmo-ladder-3.2B", "chinchilla"): 0.909, ("olmo-wsd-3.2B", "chinchilla"): 0.955,
-                   ("overtraining-411M", "chinchilla"): 0.924, ("overtraining-411M", "chinchilla-nonembed"): 0.978}
-IN_BAND = [("overtraining-411M", "chinchilla"), ("olmo-ladder-3.2B", "chinchilla")]
+                   ("overtraining-411M", "chinchilla"): 0.913, ("overtraining-411M", "chinchilla-nonembed"): 0.957}
+IN_BAND = [("datablations-1B+", "data-constrained"), ("overtraining-411M", "chinchilla"),
+           ("olmo-ladder-3.2B", "chinchilla")]
 
 
 def synthetic_pool(seed: int, families: int = 5, per_family: int = 200) -> Residuals:
@@ -117,8 +118,8 @@ def test_shipped_calibration_covers_the_real_sets():
 
 def test_leave_one_set_out_coverage_of_the_shipped_residuals():
     """Each reported split scored by the calibration refitted without its family (widened to its bootstrap interval),
-    from the shipped residuals alone: the README's `law/calibrated` figures. In 85-95% for the over-training
-    (total N) and OLMo 3.2B splits; the others over-cover (see the README's backtest table)."""
+    from the shipped residuals alone: the README's `law/calibrated` figures. In 85-95% for the datablations,
+    over-training (total N) and OLMo 3.2B splits; the others over-cover (see the README's backtest table)."""
     got = split_coverage(read_residuals())
     assert {k: round(v[0], 3) for k, v in got.items()} == GOLDEN_COVERAGE
     for key in IN_BAND:
