@@ -85,8 +85,8 @@ def test_missing_input_is_named():
 
 
 def test_unknown_law_name():
-    with pytest.raises(LadderlabError, match=r"unknown law 'kaplan'"):
-        api.make_law("kaplan")
+    with pytest.raises(LadderlabError, match=r"unknown law 'hoffmann'"):
+        api.make_law("hoffmann")
 
 
 def test_nonpositive_input_is_refused_with_a_named_error():
