@@ -20,4 +20,4 @@ def test_every_command_has_one_handler_and_its_subcommand_field():
             leaves |= {(command, name) for name in group.choices}
     assert leaves == set(HANDLERS)
     assert dests == SUBCOMMAND
-    assert len(leaves) == 31  # fit 10, predict 5, optimize 1, data 3, ladder 3, grow 4; demo, train, report, backtest, ablate
+    assert len(leaves) == 32  # fit 11, predict 5, optimize 1, data 3, ladder 3, grow 4; demo, train, report, backtest, ablate
